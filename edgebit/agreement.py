@@ -1,0 +1,54 @@
+"""How close two sets of logits must be: the one definition used by tests, the CLI and (later) on-device checks.
+
+**The BitNet agreement bound** (two correct implementations differ only where float rounding flips an int8
+activation code): cosine similarity >= 0.9999 over all logits, max abs error <= 1 % of the reference's largest
+|logit|, and the same argmax wherever the reference's top-2 margin exceeds twice the max abs error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+MIN_COSINE = 0.9999
+MAX_ABS_ERROR_FRACTION = 0.01
+
+
+@dataclass
+class Agreement:
+    cosine: float
+    max_abs_error: float
+    max_abs_logit: float
+    top1_agreement: float  # fraction of positions with the same argmax, over all positions
+    clear_margin_mismatches: int  # positions whose top-2 margin is clear yet argmax differs
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (f"cosine {self.cosine:.7f} (>= {MIN_COSINE}), max abs error {self.max_abs_error:.3g} "
+                f"(<= {MAX_ABS_ERROR_FRACTION:.0%} of {self.max_abs_logit:.3g}), top-1 agreement "
+                f"{self.top1_agreement:.2%}, clear-margin argmax mismatches {self.clear_margin_mismatches}")
+
+
+def compare_logits(candidate, reference) -> Agreement:
+    """Compare [..., V] logits against a reference with the BitNet agreement bound."""
+    cand = np.asarray(candidate, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    if cand.shape != ref.shape:
+        raise ValueError(f"logit shapes differ: {cand.shape} vs reference {ref.shape}")
+    a, b = cand.ravel(), ref.ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    cosine = float(a @ b / denom) if denom > 0 else float(np.array_equal(a, b))
+    max_err = float(np.abs(a - b).max()) if a.size else 0.0
+    max_logit = float(np.abs(b).max()) if b.size else 0.0
+    ref_flat = ref.reshape(-1, ref.shape[-1])
+    cand_flat = cand.reshape(-1, cand.shape[-1])
+    same = ref_flat.argmax(-1) == cand_flat.argmax(-1)
+    top2 = np.sort(ref_flat, axis=-1)[:, -2:] if ref.shape[-1] > 1 else np.zeros((len(ref_flat), 2))
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * max_err
+    mismatches = int((clear & ~same).sum())
+    passed = cosine >= MIN_COSINE and max_err <= MAX_ABS_ERROR_FRACTION * max_logit and mismatches == 0
+    return Agreement(cosine, max_err, max_logit, float(same.mean()), mismatches, bool(passed))

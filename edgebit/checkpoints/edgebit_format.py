@@ -1,0 +1,105 @@
+"""edgebit's own checkpoint: a directory with config.json, model.safetensors and optionally tokenizer.json.
+
+config.json: ``{"edgebit_format": 1, "family": "bitnet", "weight_encoding": "planar2" | "base3", "config": {...}}``.
+model.safetensors holds, per ternary projection ``NAME`` (e.g. ``layers.0.self_attn.q_proj``):
+``NAME.w_packed`` uint8 [out, ceil(in/4)] in the planar layout (``planar2``) or ``NAME.w_base3`` uint8
+[out, ceil(in/5)] (``base3``), and ``NAME.w_scale`` float32 [1] (multiplicative). Embeddings and the optional
+untied ``lm_head.weight`` are float16; norm weights float32. See edgebit.packing for the bit layouts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from edgebit.checkpoints.source import TensorSource
+from edgebit.errors import CheckpointError
+from edgebit.models.bitnet import BitNetConfig, BitNetForCausalLM
+from edgebit.packing import pack_base3, pack_planar, planar_columns, unpack_base3
+
+FORMAT_VERSION = 1
+ENCODINGS = ("planar2", "base3")
+HALF_PRECISION = ("embed_tokens.weight", "lm_head.weight")
+
+
+def is_edgebit_checkpoint(config: dict) -> bool:
+    return "edgebit_format" in config
+
+
+def save_bitnet(model: BitNetForCausalLM, out_dir: Path, encoding: str = "planar2",
+                tokenizer_file: Path | None = None, extra: dict | None = None) -> None:
+    """Write ``model`` (packed first if needed) atomically: a temp dir beside ``out_dir``, renamed at the end."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}")
+    model.pack()
+    tensors: dict[str, torch.Tensor] = {}
+    ternary = model.ternary_layers()
+    for name, layer in ternary.items():
+        codes = layer.ternary_codes()
+        if encoding == "planar2":
+            tensors[f"{name}.w_packed"] = pack_planar(codes)
+        else:
+            tensors[f"{name}.w_base3"] = pack_base3(codes)
+        tensors[f"{name}.w_scale"] = layer.w_scale.float().clone()
+    for name, param in model.state_dict().items():
+        if name.rsplit(".", 1)[0] in ternary:
+            continue
+        dtype = torch.float16 if name in HALF_PRECISION else torch.float32
+        tensors[name] = param.to(dtype).contiguous().clone()
+    config = {"edgebit_format": FORMAT_VERSION, "family": model.family, "weight_encoding": encoding,
+              "config": model.config.to_dict(), **(extra or {})}
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if tokenizer_file is not None:
+            shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_bitnet(config: dict, source: TensorSource) -> BitNetForCausalLM:
+    version = config.get("edgebit_format")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{source.directory}: edgebit checkpoint format {version} is not supported by this "
+                              f"edgebit (reads format {FORMAT_VERSION}); upgrade edgebit")
+    encoding = config.get("weight_encoding", "planar2")
+    if encoding not in ENCODINGS:
+        raise CheckpointError(f"{source.directory}: unknown weight_encoding {encoding!r} (known: {ENCODINGS})")
+    try:
+        model_config = BitNetConfig.from_dict(config["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source.directory}/config.json: invalid model config ({exc})")
+    model = BitNetForCausalLM(model_config)
+    for name, layer in model.ternary_layers().items():
+        out_f, in_f = layer.out_features, layer.in_features
+        scale = source.take(f"{name}.w_scale", (1,))
+        if encoding == "planar2":
+            packed = source.take(f"{name}.w_packed", (out_f, planar_columns(in_f)))
+            layer.set_packed(packed, scale)
+        else:
+            packed = source.take(f"{name}.w_base3", (out_f, -(-in_f // 5)))
+            try:
+                layer.set_ternary(unpack_base3(packed, in_f), scale)
+            except ValueError as exc:
+                raise CheckpointError(f"{source.directory}: tensor {name}.w_base3: {exc}")
+    state = {}
+    for name, param in model.state_dict().items():
+        if name.rsplit(".", 1)[0] in model.ternary_layers():
+            state[name] = param
+        else:
+            state[name] = source.take(name, tuple(param.shape)).to(torch.float32)
+    model.load_state_dict(state)
+    return model
