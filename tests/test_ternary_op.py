@@ -1,0 +1,52 @@
+"""edgebit::ternary_linear: numbers against numpy, the .out overload, and survival through torch.export."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgebit.models.bitnet import BitNetConfig, BitNetForCausalLM
+from edgebit.packing import pack_planar
+from edgebit_ops.ternary_matmul import ternary_linear
+
+
+def numpy_reference(x, w, scale):
+    x = x.astype(np.float64)
+    absmax = np.maximum(np.abs(x).max(-1, keepdims=True), 1e-5)
+    codes = np.clip(np.round(x.astype(np.float32) * (np.float32(127) / absmax.astype(np.float32))), -128, 127)
+    return (codes @ w.T.astype(np.float64)) * absmax / 127 * scale
+
+
+@pytest.mark.parametrize("n,k", [(8, 16), (7, 37), (64, 255)])
+def test_op_matches_numpy(n, k):
+    gen = torch.Generator().manual_seed(n * k)
+    x = torch.randn(3, 4, k, generator=gen)
+    w = torch.randint(-1, 2, (n, k), generator=gen)
+    out = ternary_linear(x, pack_planar(w), torch.tensor([0.37]), k)
+    assert out.shape == (3, 4, n) and out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), numpy_reference(x.numpy(), w.numpy(), 0.37), rtol=1e-5, atol=1e-5)
+
+
+def test_out_overload_writes_into_out():
+    x = torch.randn(2, 12)
+    packed = pack_planar(torch.randint(-1, 2, (5, 12)))
+    out = torch.empty(2, 5)
+    result = torch.ops.edgebit.ternary_linear.out(x, packed, torch.tensor([1.0]), 12, out=out)
+    assert result is out
+    assert torch.equal(out, ternary_linear(x, packed, torch.tensor([1.0]), 12))
+
+
+def test_op_rejects_wrong_feature_count():
+    with pytest.raises(ValueError, match="features"):
+        ternary_linear(torch.randn(2, 10), pack_planar(torch.zeros(4, 12, dtype=torch.int8)), torch.ones(1), 12)
+
+
+def test_export_keeps_one_node_per_linear_layer():
+    config = BitNetConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2)
+    model = BitNetForCausalLM(config).pack().eval()
+    ids = torch.randint(0, 50, (1, 6))
+    exported = torch.export.export(model, (ids,))
+    nodes = [n for n in exported.graph.nodes if n.op == "call_function"
+             and n.target == torch.ops.edgebit.ternary_linear.default]
+    assert len(nodes) == 7 * config.num_hidden_layers
+    torch.testing.assert_close(exported.module()(ids), model(ids))
