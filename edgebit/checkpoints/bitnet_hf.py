@@ -86,6 +86,7 @@ def _set_hf_projection(layer: TernaryLinear, name: str, source: TensorSource, qu
 def _fill(model: BitNetForCausalLM, source: TensorSource, set_projection, norm_names: dict[str, str]) -> None:
     for name, layer in model.ternary_layers().items():
         set_projection(layer, f"model.{name}")
+        source.check_ternary(f"model.{name}.weight", layer)
     state = {}
     for name, param in model.state_dict().items():
         if name.rsplit(".", 1)[0] in model.ternary_layers():

@@ -95,6 +95,7 @@ def load_bitnet(config: dict, source: TensorSource) -> BitNetForCausalLM:
                 layer.set_ternary(unpack_base3(packed, in_f), scale)
             except ValueError as exc:
                 raise CheckpointError(f"{source.directory}: tensor {name}.w_base3: {exc}")
+        source.check_ternary(name, layer)
     state = {}
     for name, param in model.state_dict().items():
         if name.rsplit(".", 1)[0] in model.ternary_layers():

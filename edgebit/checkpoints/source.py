@@ -31,3 +31,9 @@ class TensorSource:
             raise CheckpointError(f"{self.directory}: tensor {name!r} is all zeros, a known defect of some "
                                   "published files; download the checkpoint again from a good source")
         return tensor
+
+    def check_ternary(self, name: str, layer) -> None:
+        """A ternary layer whose weights all decode to 0 is as broken as an all-zero tensor."""
+        if not bool(layer.ternary_codes().any()):
+            raise CheckpointError(f"{self.directory}: tensor {name!r} decodes to all-zero ternary weights; "
+                                  "the file is damaged: download the checkpoint again from a good source")

@@ -1,0 +1,16 @@
+# Two commands on a fresh Debian/Ubuntu machine:
+#   make demo   set-up, then the main job on the embedded demo model
+#   make test   set-up, then the whole test suite
+.PHONY: setup demo test bench
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup
+	.venv/bin/python -m pytest
+
+bench: setup
+	.venv/bin/python benchmarks/ternary_gemv.py
