@@ -1,0 +1,123 @@
+"""The bundle: a directory with everything a device needs, described by ``manifest.json``.
+
+This module is the only place that knows file names inside a bundle. A bundle is written into a temporary
+directory beside its destination and renamed into place at the end, so a failed export leaves nothing behind.
+``manifest.json`` records the format version, the model, the target, the runtime, the edgebit version and the
+sha256 of every other file; :meth:`Bundle.verify` checks them before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebit import __version__
+from edgebit.checkpoints.files import sha256_of
+from edgebit.errors import EdgebitError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_LIBRARY = "model.so"
+WEIGHTS = "weights.safetensors"
+TOKENIZER = "tokenizer.json"
+RUNNER = "bin/edgebit-runner"
+LIBRARY_DIR = "lib"
+REFERENCE_INPUTS = "reference/input_ids.npy"
+REFERENCE_LOGITS = "reference/logits.npy"
+
+
+class BundleError(EdgebitError):
+    """A bundle that is incomplete, altered or not for this device."""
+
+
+class BundleWriter:
+    """Collect files in a staging directory; :meth:`commit` hashes them, writes the manifest and renames."""
+
+    def __init__(self, destination: Path):
+        self.destination = Path(destination)
+        self.destination.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.", dir=self.destination.parent))
+
+    def path(self, relative: str) -> Path:
+        """Where to write ``relative`` inside the staging directory (parents created)."""
+        target = self.staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def add_file(self, source: Path, relative: str) -> None:
+        shutil.copy2(source, self.path(relative))
+
+    def commit(self, manifest: dict) -> "Bundle":
+        files = {str(p.relative_to(self.staging)): sha256_of(p)
+                 for p in sorted(self.staging.rglob("*")) if p.is_file()}
+        full = {"format_version": FORMAT_VERSION, "edgebit_version": __version__, **manifest, "files": files}
+        (self.staging / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        if self.destination.exists():
+            shutil.rmtree(self.destination)
+        os.replace(self.staging, self.destination)
+        return Bundle.open(self.destination)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> "BundleWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.staging.exists():
+            self.abort()
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, root: Path) -> "Bundle":
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise BundleError(f"{root}: not a bundle (no {MANIFEST}); create one with `edgebit export`")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{path}: not valid JSON ({exc}); export the bundle again")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"{root}: bundle format {version} is not supported (this edgebit reads "
+                              f"{FORMAT_VERSION}); export it again with this edgebit")
+        return cls(root, manifest)
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]["name"]
+
+    @property
+    def debian_arch(self) -> str:
+        return self.manifest["target"]["debian_arch"]
+
+    def file(self, relative: str) -> Path:
+        return self.root / relative
+
+    def has(self, relative: str) -> bool:
+        return relative in self.manifest["files"]
+
+    def verify(self) -> None:
+        """Every listed file exists with its recorded sha256 and no unlisted file was added."""
+        listed = self.manifest.get("files", {})
+        for relative, expected in listed.items():
+            path = self.root / relative
+            if not path.is_file():
+                raise BundleError(f"{self.root}: {relative} is missing; export the bundle again")
+            if sha256_of(path) != expected:
+                raise BundleError(f"{self.root}: {relative} does not match its sha256 in {MANIFEST} "
+                                  "(the file was altered or the manifest edited); export the bundle again")
+        present = {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()} - {MANIFEST}
+        extra = sorted(present - set(listed))
+        if extra:
+            raise BundleError(f"{self.root}: {extra[0]} is not listed in {MANIFEST}; remove it or export again")

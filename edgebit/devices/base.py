@@ -1,0 +1,66 @@
+"""The device interface: push files, run a command with a timeout, pull files, clean up.
+
+Commands are argv lists whose paths are device paths (strings returned by :meth:`Device.push`). Every device kind
+(local, qemu, and later ssh and adb) implements these four operations and nothing else, so the stages above
+(run, validate, generate) never know where they run.
+"""
+
+from __future__ import annotations
+
+import abc
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebit.errors import EdgebitError
+
+
+class DeviceError(EdgebitError):
+    """A device that cannot be reached, or a command on it that failed."""
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def signal_name(self) -> str | None:
+        """The signal that killed the process (SIGILL, SIGSEGV, ...), if any."""
+        code = -self.returncode if self.returncode < 0 else self.returncode - 128 if self.returncode > 128 else 0
+        try:
+            return signal.Signals(code).name if code else None
+        except ValueError:
+            return None
+
+
+class Device(abc.ABC):
+    name: str
+    debian_arch: str  # what the device executes: amd64, arm64, riscv64
+
+    @abc.abstractmethod
+    def push(self, local: Path) -> str:
+        """Copy a file or directory to the device; return its device path."""
+
+    @abc.abstractmethod
+    def run(self, argv: list[str], timeout: float, env: dict[str, str] | None = None) -> CommandResult:
+        """Run ``argv`` (device paths) on the device."""
+
+    @abc.abstractmethod
+    def pull(self, remote: str, local: Path) -> None:
+        """Copy a device file back to the host."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Remove everything this device object pushed."""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.debian_arch})"
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
