@@ -22,7 +22,8 @@ from edgebit.errors import EdgebitError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_LIBRARY = "model.so"
-WEIGHTS = "weights.safetensors"
+MODEL_CONF = "model.conf"
+WEIGHTS = "weights.params"  # TVM parameter format, names sort into argument order
 TOKENIZER = "tokenizer.json"
 RUNNER = "bin/edgebit-runner"
 LIBRARY_DIR = "lib"
@@ -56,6 +57,7 @@ class BundleWriter:
                  for p in sorted(self.staging.rglob("*")) if p.is_file()}
         full = {"format_version": FORMAT_VERSION, "edgebit_version": __version__, **manifest, "files": files}
         (self.staging / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        self.staging.chmod(0o755)  # mkdtemp makes it private
         if self.destination.exists():
             shutil.rmtree(self.destination)
         os.replace(self.staging, self.destination)

@@ -78,18 +78,45 @@ def inspect(model: str = ModelArg, as_json: bool = typer.Option(False, "--json",
 
 
 @app.command()
-def generate(model: str = ModelArg, prompt: str = typer.Option(..., "--prompt", "-p", help="text to continue"),
+def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo', or a bundle (with --device)"),
+             prompt: str = typer.Option(..., "--prompt", "-p", help="text to continue"),
+             device: Optional[str] = typer.Option(None, "--device", "-d", help="run a bundle here: local, qemu, "
+                                                  "qemu:TARGET"),
              max_new_tokens: int = typer.Option(40, "--max-new-tokens", "-n", min=1),
-             temperature: float = typer.Option(0.8, min=0.0, help="0 for greedy decoding"),
+             temperature: float = typer.Option(0.8, min=0.0, help="0 for greedy decoding (host only; devices "
+                                               "decode greedily)"),
              top_k: int = typer.Option(40, "--top-k", min=0), seed: int = typer.Option(0),
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
-    """Generate text on the host with the KV cache (prefill, then one token per step)."""
+    """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device)."""
     from edgebit.generate import Sampling, generate_text, load_tokenizer
 
+    if device is not None:
+        _generate_on_device(Path(model), device, prompt, max_new_tokens)
+        return
     tokenizer = load_tokenizer(resolve_model(model))
     loaded = _load(model, allow_pickle, sha256)
     text = generate_text(loaded, tokenizer, prompt, Sampling(max_new_tokens, temperature, top_k, seed))
     console.print(f"[bold]{prompt}[/bold]{text}", highlight=False)
+
+
+def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tokens: int) -> None:
+    from edgebit.bundle import TOKENIZER, Bundle
+    from edgebit.deploy import DeviceSession
+    from edgebit.devices import open_device
+    from edgebit.generate import load_tokenizer
+
+    bundle = Bundle.open(bundle_dir)
+    if not bundle.has(TOKENIZER):
+        raise EdgebitError(f"{bundle_dir}: the bundle has no tokenizer; use `edgebit run` with token ids")
+    tokenizer = load_tokenizer(bundle.root)
+    with DeviceSession(bundle, open_device(device_spec, bundle.target)) as session:
+        ids = session.generate(tokenizer.encode(prompt).ids, new_tokens)
+        timings = session.timings
+    console.print(f"[bold]{prompt}[/bold]{tokenizer.decode(ids)}", highlight=False)
+    if timings.get("decode_seconds"):
+        console.print(f"[dim]{session.device.describe()}: prefill {timings['prefill_tokens']} tokens in "
+                      f"{timings['prefill_seconds']:.3f} s, decode {timings['decode_tokens'] / timings['decode_seconds']:.1f}"
+                      " tokens/s (emulated devices are slow)[/dim]")
 
 
 @app.command()
@@ -106,6 +133,129 @@ def convert(model: str = ModelArg, output: Path = typer.Option(..., "-o", "--out
     save_bitnet(_load(model, allow_pickle, sha256), output, encoding,
                 tokenizer_file=tokenizer if tokenizer.is_file() else None)
     console.print(f"wrote {output}")
+
+
+@app.command()
+def targets(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List the deployment targets (targets/*.toml) and their board aliases."""
+    from edgebit.targets import all_targets
+
+    found = all_targets()
+    if as_json:
+        print(json.dumps({name: {"description": t.description, "aliases": list(t.aliases), "triple": t.triple,
+                                 "features": list(t.features), "tvm": t.tvm_target_json()}
+                          for name, t in found.items()}, indent=2))
+        return
+    table = Table("target", "aliases", "features", "description")
+    for t in found.values():
+        table.add_row(t.name, ", ".join(t.aliases), ", ".join(t.features), t.description)
+    console.print(table)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Check every external tool edgebit uses and say how to install what is missing."""
+    from edgebit.doctor import checks
+
+    found = checks()
+    if as_json:
+        print(json.dumps([c.__dict__ for c in found], indent=2))
+    else:
+        table = Table("tool", "status", "how to install")
+        for c in found:
+            table.add_row(c.name, f"[green]ok[/green] {c.detail}" if c.ok else f"[red]{c.detail}[/red]",
+                          "" if c.ok else c.fix)
+        console.print(table)
+    if not all(c.ok for c in found):
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-t", help="target or board alias "
+                                                                "(edgebit targets)"),
+           output: Optional[Path] = typer.Option(None, "-o", "--output", help="bundle directory "
+                                                 "(default: MODEL-TARGET.bundle)"),
+           max_seq_len: int = typer.Option(256, "--max-seq-len", min=8, help="KV cache length on the device"),
+           allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
+    """Compile a checkpoint for a target through TVM into a bundle (written atomically)."""
+    from edgebit.export import StageTimer, export_bundle
+    from edgebit.targets import resolve_target
+
+    resolved = resolve_target(target)
+    source = resolve_model(model)
+    output = output or Path(f"{source.name}-{resolved.name}.bundle")
+    timer = StageTimer(lambda name, seconds: console.print(f"  [green]done[/green] {name:<40} {seconds:7.2f} s"))
+    console.print(f"exporting {source} for {resolved.name} -> {output}")
+    bundle = export_bundle(source, resolved, output, max_seq_len, allow_pickle, _parse_pins(sha256), timer)
+    size = sum(bundle.file(f).stat().st_size for f in bundle.manifest["files"])
+    console.print(f"wrote {output} ({len(bundle.manifest['files'])} files, {size / 1e6:.1f} MB) in "
+                  f"{sum(timer.timings.values()):.1f} s")
+
+
+DeviceOpt = typer.Option("qemu", "--device", "-d", help="local, qemu (emulates the bundle's target) or qemu:TARGET")
+ThreadsOpt = typer.Option(1, "--threads", min=1, help="TVM worker threads on the device")
+
+
+@app.command()
+def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
+        input: Path = typer.Option(..., "--input", "-i", help="int64 token ids [B, T] (.npy)"),
+        output: Path = typer.Option(..., "--output", "-o", help="float32 logits [B, T, V] (.npy)"),
+        threads: int = ThreadsOpt) -> None:
+    """Run a bundle on a device: token ids in, logits out."""
+    import numpy as np
+
+    from edgebit.bundle import Bundle
+    from edgebit.deploy import DeviceSession
+    from edgebit.devices import open_device
+
+    try:
+        ids = np.load(input, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise EdgebitError(f"{input}: cannot read token ids ({exc}); save an int64 [B, T] array with numpy.save")
+    if ids.dtype.kind not in "iu" or ids.ndim != 2:
+        raise EdgebitError(f"{input}: expected an integer array [B, T], got {ids.dtype} {list(ids.shape)}")
+    opened = Bundle.open(bundle)
+    vocab = opened.manifest["model"]["config"]["vocab_size"]
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+        raise EdgebitError(f"{input}: token ids must be in [0, {vocab}) for this model")
+    with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
+        logits = session.logits(ids.astype(np.int64))
+    np.save(output, logits)
+    console.print(f"wrote {output}: float32 {list(logits.shape)}")
+
+
+@app.command()
+def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
+             as_json: bool = typer.Option(False, "--json", help="print JSON"), threads: int = ThreadsOpt) -> None:
+    """Run the bundle's reference vectors on a device and compare with the host (the BitNet agreement bound)."""
+    from edgebit.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
+    from edgebit.bundle import Bundle
+    from edgebit.deploy import DeviceSession, validate as run_validation
+    from edgebit.devices import open_device
+
+    opened = Bundle.open(bundle)
+    with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
+        report = run_validation(session)
+        where = session.device.describe()
+    if as_json:
+        print(json.dumps({"bundle": str(bundle), "device": where, **report.to_dict()}, indent=2))
+    else:
+        a = report.agreement
+        table = Table("metric", "value", "bound", "", title=f"{bundle} on {where}")
+        mark = lambda ok: "[green]ok[/green]" if ok else "[red]FAIL[/red]"
+        table.add_row("cosine similarity", f"{a.cosine:.7f}", f">= {MIN_COSINE}", mark(a.cosine >= MIN_COSINE))
+        bound = MAX_ABS_ERROR_FRACTION * a.max_abs_logit
+        table.add_row("max abs error", f"{a.max_abs_error:.3g}", f"<= {bound:.3g}", mark(a.max_abs_error <= bound))
+        table.add_row("top-1 agreement", f"{a.top1_agreement:.2%}", "argmax equal where margin is clear",
+                      mark(a.clear_margin_mismatches == 0))
+        table.add_row("perplexity (host -> device)", f"{report.reference_perplexity:.3f} -> "
+                      f"{report.device_perplexity:.3f}", f"delta {report.perplexity_delta:+.2g}", "")
+        table.add_row("device time", f"{report.timings.get('wall_seconds', 0):.2f} s", "", "")
+        console.print(table)
+    if not report.passed:
+        print(f"edgebit: error: {bundle} on {where} misses the accuracy bound: {report.agreement.describe()}",
+              file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def main() -> None:

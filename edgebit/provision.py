@@ -66,7 +66,7 @@ def _unpack_into(debs: list[Path], root: Path) -> None:
         _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}")
 
 
-def _cached_build(final: Path, build) -> Path:
+def cached_build(final: Path, build) -> Path:
     """Run ``build(staging_dir)`` once; the result appears at ``final`` atomically."""
     if final.exists():
         return final
@@ -89,7 +89,7 @@ def qemu_binary(name: str) -> Path:
             if binary.name not in EMULATORS:
                 binary.unlink()
 
-    root = _cached_build(cache_dir() / "qemu-user-10", build)
+    root = cached_build(cache_dir() / "qemu-user-10", build)
     path = root / "usr" / "bin" / name
     if not path.is_file():
         raise EdgebitError(f"{path}: qemu-user has no {name}; remove {root} and try again")
@@ -104,7 +104,7 @@ def sysroot(debian_arch: str, triple: str) -> Path:
         with tempfile.TemporaryDirectory() as debs:
             _unpack_into(download_debs(SYSROOT_SUITE, "amd64", packages, Path(debs)), staging)
 
-    root = _cached_build(cache_dir() / "sysroots" / debian_arch, build) / "usr" / triple
+    root = cached_build(cache_dir() / "sysroots" / debian_arch, build) / "usr" / triple
     if not (root / "lib").is_dir():
         raise EdgebitError(f"{root}: the sysroot for {debian_arch} is incomplete; remove it and try again")
     return root

@@ -1,0 +1,142 @@
+"""The TVM runtime backend: torch.export -> Relax (custom ops become TensorIR kernels) -> tvm.compile -> a shared
+library for the target, with the weights in a separate parameter file.
+
+The exported function is :class:`edgebit.models.bitnet_static.StaticCacheStep` with a symbolic token count, so
+one compiled ``main`` serves prefill (T tokens) and decode (1 token with the KV cache). Every weight is a Relax
+function input (``keep_params_as_input``) and goes to ``weights.params``; TVM's importer would bake buffers into
+the library as constants, so packed ternary weights are turned into (frozen) parameters first.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgebit.models.bitnet import TernaryLinear
+from edgebit.models.bitnet_static import StaticCacheStep
+from edgebit.targets import Target
+
+WEIGHT_BUFFERS = ("w_packed", "w_scale")
+
+
+def _weights_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose packed ternary buffers are frozen parameters (so TVM keeps them as inputs)."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, TernaryLinear) and module.is_packed:
+            for name in WEIGHT_BUFFERS:
+                tensor = getattr(module, name)
+                delattr(module, name)
+                module.register_parameter(name, torch.nn.Parameter(tensor, requires_grad=False))
+    return model
+
+
+def _ternary_converter(target: Target):
+    """custom_convert_map entry for ``edgebit::ternary_linear``: the target's kernel via call_tir."""
+    from tvm import relax
+
+    from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
+
+    isa = dot_isa(target.features)
+
+    def convert(node, importer):
+        x, w_packed, w_scale, in_features = importer.retrieve_args(node)
+        builder = importer.block_builder
+        leading = list(x.ty.shape)[:-1]
+        out_features, packed_columns = (int(v) for v in w_packed.ty.shape)
+        x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
+        name = f"ternary_linear_{out_features}x{in_features}"
+        if isa is None:
+            y2 = builder.emit_te(ternary_linear_te, x2, w_packed, w_scale, in_features, primfunc_name_hint=name)
+        else:
+            kernel = dot_product_kernel(out_features, in_features, packed_columns, isa, f"{name}_{isa}")
+            gv = builder.add_func(kernel, f"{name}_{isa}")
+            rows = x2.ty.shape[0]
+            y2 = builder.emit(relax.call_tir(gv, [x2, w_packed, w_scale],
+                                             relax.TensorType([rows, out_features], "float32")))
+        return builder.emit(relax.op.reshape(y2, leading + [out_features]))
+
+    return {"ternary_linear.default": convert}
+
+
+@dataclass
+class CompiledModel:
+    library: Path
+    weights: Path
+    cache_shape: tuple[int, ...]
+    max_seq_len: int
+
+
+def compile_model(model, target: Target, max_seq_len: int, out_dir: Path, threads: int | None = None) -> CompiledModel:
+    """Lower ``model`` for ``target`` into ``out_dir/model.so`` + ``out_dir/weights.params``."""
+    import tvm
+    from torch.export import Dim
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+    from tvm.support.cc import cross_compiler
+
+    step = StaticCacheStep(_weights_as_parameters(model), max_seq_len).eval()
+    k_cache, v_cache = step.empty_cache()
+    example = (torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.long), k_cache, v_cache)
+    tokens = Dim("tokens", min=1, max=max_seq_len)
+    with torch.no_grad():
+        exported = torch.export.export(step, example, dynamic_shapes=({1: tokens}, None, None, None))
+    module = from_exported_program(exported, keep_params_as_input=True,
+                                   custom_convert_map=_ternary_converter(target))
+    module, params = relax.frontend.detach_params(module)
+    names = [p.name for p in module["main"].params][module["main"].attrs["num_input"]:]
+    tvm_target = tvm.target.Target(target.tvm_target_json())
+    executable = tvm.compile(module, target=tvm_target)
+    library = out_dir / "model.so"
+    if target.is_host:
+        executable.export_library(str(library))
+    else:
+        executable.export_library(str(library), fcompile=cross_compiler(target.cxx))
+    weights = out_dir / "weights.params"
+    # Zero-padded indices make the names sort into argument order (the device runner relies on it).
+    tvm.runtime.save_param_dict_to_file(
+        {f"{i:04d}:{name}": tensor for i, (name, tensor) in enumerate(zip(names, params["main"]))}, str(weights))
+    return CompiledModel(library, weights, tuple(step.cache_shape), max_seq_len)
+
+
+def instruction_counts(library: Path, target: Target) -> dict[str, int]:
+    """Counts of the target's signature vector instructions in the compiled library (from objdump)."""
+    import re
+
+    objdump = f"{target.cross_prefix}objdump"
+    text = subprocess.run([objdump, "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    patterns = {
+        "neon": r"\bv\d+\.(?:16b|8b|8h|4h|4s|2s|2d)\b",
+        "dotprod": r"\bsdot\b|\budot\b",
+        "rvv": r"\bv(?:setvli|setivli|le\d+|se\d+|add|mul|macc|redsum|wredsum)\.?",
+        "avx2": r"\bv(?:pmaddubsw|pmaddwd|paddd|pmovsxbd)\b.*ymm",
+        "avx512vnni": r"\bvpdpbusd\b",
+    }
+    return {name: len(re.findall(patterns[name], text)) for name in target.features if name in patterns}
+
+
+def host_threads() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def load_for_host(compiled: CompiledModel):
+    """Load a host-built library for in-process use (tests, benchmarks): returns ``step(ids, pos, k, v)``."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(compiled.library)), tvm.cpu())
+    loaded = tvm.runtime.load_param_dict_from_file(str(compiled.weights))
+    weights = [loaded[name] for name in sorted(loaded.keys())]
+
+    def step(ids: np.ndarray, position: int, k_cache, v_cache):
+        out = vm["main"](tvm.runtime.tensor(ids), tvm.runtime.tensor(np.array([position], dtype=np.int64)),
+                         k_cache, v_cache, *weights)
+        return out[0], out[1], out[2]
+
+    return step
