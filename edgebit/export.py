@@ -66,7 +66,7 @@ def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: in
         writer.path(bundle_format.MODEL_CONF).write_text(
             f"cache_shape {' '.join(map(str, compiled.cache_shape))}\nmax_seq_len {max_seq_len}\n")
         with timer.stage(f"runtime libraries ({target.debian_arch})"):
-            for library in runtime_libraries(target.debian_arch):
+            for library in runtime_libraries(target):
                 writer.add_file(library, f"{bundle_format.LIBRARY_DIR}/{library.name}")
         with timer.stage("device runner (C++)"):
             writer.add_file(build_runner(target), bundle_format.RUNNER)

@@ -2,7 +2,7 @@
 
 * amd64: the installed apache-tvm / apache-tvm-ffi wheels' own libraries;
 * arm64: the same versions' manylinux aarch64 wheels from PyPI (downloaded once, two files extracted);
-* riscv64: no wheels exist; cross-built from the sources the x86 wheels ship (edgebit.riscv_runtime).
+* riscv64: no wheels exist; cross-built from the sources the x86 wheels ship (edgebit.runtime.tvm_runtime_build).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgebit import provision
 from edgebit.errors import EdgebitError
+from edgebit.targets import Target
 
 LIBRARIES = ("libtvm_runtime.so", "libtvm_ffi.so")
 WHEELS = {"libtvm_runtime.so": "apache-tvm", "libtvm_ffi.so": "apache-tvm-ffi"}
@@ -50,8 +51,9 @@ def _from_wheels(debian_arch: str, destination: Path) -> None:
                         (destination / Path(member).name).write_bytes(archive.read(member))
 
 
-def runtime_libraries(debian_arch: str) -> list[Path]:
-    """Paths of the runtime libraries for ``debian_arch`` (fetched or built on first use)."""
+def runtime_libraries(target: Target) -> list[Path]:
+    """Paths of the runtime libraries for ``target``'s architecture (fetched or built on first use)."""
+    debian_arch = target.debian_arch
     if debian_arch == "amd64":
         return [_installed_library(name) for name in LIBRARIES]
     versions = "-".join(importlib.metadata.version(WHEELS[n]) for n in LIBRARIES)
@@ -60,10 +62,10 @@ def runtime_libraries(debian_arch: str) -> list[Path]:
     def build(staging: Path) -> None:
         if debian_arch in WHEEL_PLATFORMS:
             _from_wheels(debian_arch, staging)
-        elif debian_arch == "riscv64":
-            from edgebit.riscv_runtime import build_runtime
+        elif target.cross_prefix:
+            from edgebit.runtime.tvm_runtime_build import build_runtime
 
-            build_runtime(staging)
+            build_runtime(target, staging)
         else:
             raise EdgebitError(f"no TVM runtime for architecture {debian_arch!r}")
         missing = [n for n in LIBRARIES if not (staging / n).is_file()]

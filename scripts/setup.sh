@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(python3-venv dpkg-dev)
+SYSTEM_PACKAGES=(python3-venv dpkg-dev g++ make cmake g++-aarch64-linux-gnu g++-riscv64-linux-gnu)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -32,7 +32,7 @@ def build_runner(target: Target) -> Path:
     """Path of the runner binary for ``target`` (built on first use)."""
     if shutil.which(target.cxx) is None:
         raise EdgebitError(missing_tool_message(target.cxx))
-    libraries = runtime_libraries(target.debian_arch)
+    libraries = runtime_libraries(target)
     digest = hashlib.sha256(RUNNER_SOURCE.read_bytes() + target.cxx.encode()
                             + b"".join(p.read_bytes()[:4096] for p in libraries)).hexdigest()[:16]
 
