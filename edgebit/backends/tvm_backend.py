@@ -10,7 +10,6 @@ the library as constants, so packed ternary weights are turned into (frozen) par
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,7 @@ class CompiledModel:
     max_seq_len: int
 
 
-def compile_model(model, target: Target, max_seq_len: int, out_dir: Path, threads: int | None = None) -> CompiledModel:
+def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> CompiledModel:
     """Lower ``model`` for ``target`` into ``out_dir/model.so`` + ``out_dir/weights.params``."""
     import tvm
     from torch.export import Dim
@@ -105,24 +104,32 @@ def compile_model(model, target: Target, max_seq_len: int, out_dir: Path, thread
     return CompiledModel(library, weights, tuple(step.cache_shape), max_seq_len)
 
 
+RISCV_OP_V = 0x57  # major opcode of RVV arithmetic and vsetvl* instructions
+
+INSTRUCTION_PATTERNS = {
+    "neon": r"\bv\d+\.(?:16b|8b|8h|4h|4s|2s|2d)\b",
+    "dotprod": r"\b[su]dot\b",
+    "avx2": r"\bv\w+\s+.*%ymm",
+    "avx512vnni": r"\bvpdpbusd\b",
+}
+
+
 def instruction_counts(library: Path, target: Target) -> dict[str, int]:
-    """Counts of the target's signature vector instructions in the compiled library (from objdump)."""
+    """Counts of the target's signature vector instructions in a compiled library (from objdump -d).
+
+    binutils 2.40 does not decode RVV 1.0 and prints such words as ``.4byte``; they are counted by opcode.
+    """
     import re
 
-    objdump = f"{target.cross_prefix}objdump"
-    text = subprocess.run([objdump, "-d", str(library)], capture_output=True, text=True, check=True).stdout
-    patterns = {
-        "neon": r"\bv\d+\.(?:16b|8b|8h|4h|4s|2s|2d)\b",
-        "dotprod": r"\bsdot\b|\budot\b",
-        "rvv": r"\bv(?:setvli|setivli|le\d+|se\d+|add|mul|macc|redsum|wredsum)\.?",
-        "avx2": r"\bv(?:pmaddubsw|pmaddwd|paddd|pmovsxbd)\b.*ymm",
-        "avx512vnni": r"\bvpdpbusd\b",
-    }
-    return {name: len(re.findall(patterns[name], text)) for name in target.features if name in patterns}
-
-
-def host_threads() -> int:
-    return len(os.sched_getaffinity(0))
+    text = subprocess.run([f"{target.cross_prefix}objdump", "-d", str(library)], capture_output=True, text=True,
+                          check=True).stdout
+    counts = {name: len(re.findall(pattern, text)) for name, pattern in INSTRUCTION_PATTERNS.items()
+              if name in target.features}
+    if "rvv" in target.features:
+        words = [int(w, 16) for w in re.findall(r"\.4byte\s+0x([0-9a-f]+)", text)]
+        named = len(re.findall(r"\tv(?:setvli|setivli|setvl)\b", text))
+        counts["rvv"] = named + sum(1 for w in words if w & 0x7F == RISCV_OP_V)
+    return counts
 
 
 def load_for_host(compiled: CompiledModel):
