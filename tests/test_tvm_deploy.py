@@ -22,7 +22,7 @@ from edgebit.targets import resolve_target
 from hf_checkpoints import TinyShape, transformers_logits, write_packed, write_unpacked
 
 DEVICES = {"x86_64": "local", "arm64": "qemu", "arm64-dotprod": "qemu", "riscv64": "qemu"}
-SHAPE = TinyShape(vocab=96, hidden=52, intermediate=76, heads=4, kv_heads=2, tied=False)  # K=52: planar padding
+SHAPE = TinyShape(vocab=96, hidden=48, intermediate=76, heads=4, kv_heads=2, tied=False)  # Kq 12 and 19: vector tails
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,8 @@ def test_unpacked_checkpoint_on_device(workdir, checkpoints, target):
 def test_validate_passes_on_the_device(workdir, checkpoints, target):
     bundle = bundle_for(workdir, checkpoints, "packed-bitlinear", target)
     report = json.loads(run_cli("validate", bundle, "--device", DEVICES[target], "--json", check=True).stdout)
-    assert report["passed"] and report["cosine"] >= 0.9999 and abs(report["perplexity_delta"]) < 1e-2
+    assert report["passed"] and report["cosine"] >= 0.9999
+    assert abs(report["perplexity_delta"]) < 1e-4 * report["reference_perplexity"]
 
 
 @pytest.mark.parametrize("target,feature,forbidden", [("arm64", "neon", "dotprod"), ("arm64-dotprod", "dotprod", None),
@@ -161,3 +162,17 @@ def test_run_rejects_bad_input(workdir, checkpoints):
     np.save(workdir / "big.npy", np.full((1, 3), 10_000, dtype=np.int64))
     assert_user_error(run_cli("run", bundle, "--device", "local", "--input", workdir / "big.npy", "--output",
                               workdir / "o.npy"), "token ids must be in")
+
+
+@pytest.mark.parametrize("target", ["x86_64", "riscv64"])
+def test_device_greedy_generation_matches_host(workdir, checkpoints, target):
+    """Prefill + KV-cache decode steps on the device continue a prompt exactly as host PyTorch does."""
+    import edgebit
+    from edgebit.devices import open_device
+    from edgebit.generate import Sampling, generate_ids
+
+    prompt = [3, 17, 42, 5, 9]
+    host = generate_ids(edgebit.load(checkpoints["packed-bitlinear"]), prompt, Sampling(10, 0.0, 0, 0))
+    bundle = Bundle.open(bundle_for(workdir, checkpoints, "packed-bitlinear", target))
+    with DeviceSession(bundle, open_device(DEVICES[target], bundle.target)) as session:
+        assert session.generate(prompt, 10) == host
