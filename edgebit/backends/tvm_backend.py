@@ -36,13 +36,30 @@ def _weights_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _ternary_converter(target: Target):
-    """custom_convert_map entry for ``edgebit::ternary_linear``: the target's kernel via call_tir."""
+def _converters(target: Target):
+    """custom_convert_map: ``edgebit::ternary_linear`` becomes the target's ternary kernel and ``aten.linear`` (the
+    output head) the streaming dense kernel, each through call_tir."""
     from tvm import relax
 
+    from edgebit.backends.tvm_dense import dense_kernel
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
 
     isa = dot_isa(target.features)
+
+    def convert_linear(node, importer):
+        args = importer.retrieve_args(node)
+        x, weight = args[0], args[1]
+        if len(args) > 2 and args[2] is not None:
+            raise NotImplementedError("linear with bias: BitNet models have none")
+        builder = importer.block_builder
+        leading = list(x.ty.shape)[:-1]
+        out_features, in_features = (int(v) for v in weight.ty.shape)
+        x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
+        gv = builder.add_func(dense_kernel(out_features, in_features, f"dense_{out_features}x{in_features}"),
+                              f"dense_{out_features}x{in_features}")
+        y2 = builder.emit(relax.call_tir(gv, [x2, weight],
+                                         relax.TensorType([x2.ty.shape[0], out_features], "float32")))
+        return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
     def convert(node, importer):
         x, w_packed, w_scale, in_features = importer.retrieve_args(node)
@@ -61,7 +78,7 @@ def _ternary_converter(target: Target):
                                              relax.TensorType([rows, out_features], "float32")))
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
-    return {"ternary_linear.default": convert}
+    return {"ternary_linear.default": convert, "linear.default": convert_linear}
 
 
 @dataclass
@@ -86,8 +103,9 @@ def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> Com
     tokens = Dim("tokens", min=1, max=max_seq_len)
     with torch.no_grad():
         exported = torch.export.export(step, example, dynamic_shapes=({1: tokens}, None, None, None))
-    module = from_exported_program(exported, keep_params_as_input=True,
-                                   custom_convert_map=_ternary_converter(target))
+    # Without decomposition the head stays one aten.linear node, which _converters maps to the dense kernel.
+    module = from_exported_program(exported, keep_params_as_input=True, run_ep_decomposition=False,
+                                   custom_convert_map=_converters(target))
     module, params = relax.frontend.detach_params(module)
     names = [p.name for p in module["main"].params][module["main"].attrs["num_input"]:]
     tvm_target = tvm.target.Target(target.tvm_target_json())

@@ -21,6 +21,12 @@ from torch import nn
 from edgebit.models.bitnet import BitNetForCausalLM, apply_rope
 
 
+def _repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[B, Hkv, S, D] -> [B, H, S, D], head h reading KV head h // (H / Hkv) (expand + reshape: plain ops)."""
+    b, kv_heads, s, d = x.shape
+    return x[:, :, None].expand(b, kv_heads, num_heads // kv_heads, s, d).reshape(b, num_heads, s, d)
+
+
 class StaticCacheStep(nn.Module):
     def __init__(self, model: BitNetForCausalLM, max_seq_len: int):
         super().__init__()
@@ -40,7 +46,8 @@ class StaticCacheStep(nn.Module):
         slots = torch.arange(self.max_seq_len)
         placement = (slots[:, None] == positions[None, :]).float()  # [S, T]
         written = (placement.sum(-1) > 0).view(1, 1, -1, 1)
-        visible = slots[None, :] <= positions[:, None]  # [T, S]
+        # Additive mask: 0 where query t may see slot s (s <= position + t), -1e30 elsewhere (exp underflows to 0).
+        mask = ((slots[None, :] <= positions[:, None]).float() - 1.0) * 1e30  # [T, S]
         x = model.embed_tokens(tokens).float()
         keys, values = [], []
         for i, layer in enumerate(model.layers):
@@ -54,11 +61,9 @@ class StaticCacheStep(nn.Module):
             v_all = torch.where(written, placement @ v, v_cache[i])
             keys.append(k_all)
             values.append(v_all)
-            groups = attn.num_heads // attn.num_kv_heads
-            k_rep = k_all.repeat_interleave(groups, dim=1)
-            v_rep = v_all.repeat_interleave(groups, dim=1)
+            k_rep, v_rep = _repeat_kv(k_all, attn.num_heads), _repeat_kv(v_all, attn.num_heads)
             scores = (q @ k_rep.transpose(-1, -2)) * (1.0 / math.sqrt(attn.head_dim))
-            scores = scores.masked_fill(~visible, float("-inf"))
+            scores = scores + mask
             out = (torch.softmax(scores, dim=-1) @ v_rep).transpose(1, 2).reshape(1, t, -1)
             x = x + attn.o_proj(attn.attn_sub_norm(out))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
