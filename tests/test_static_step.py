@@ -1,0 +1,28 @@
+"""The exported graph (one step function with a fixed-size KV cache) computes what the eager model computes:
+prefill equals the full forward, and decode steps continue it exactly."""
+
+import torch
+
+import edgebit
+from edgebit.models.bitnet_static import StaticCacheStep
+from hf_checkpoints import TinyShape, write_packed
+
+
+def test_prefill_and_decode_match_the_eager_model(tmp_path):
+    model = edgebit.load(write_packed(tmp_path / "ckpt", TinyShape(vocab=64, hidden=48, intermediate=64, heads=4,
+                                                                   kv_heads=2, tied=False), "autobitlinear"))
+    step = StaticCacheStep(model, max_seq_len=20)
+    ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(0))
+    full = model(ids)
+    k, v = step.empty_cache()
+    logits, k, v = step(ids, torch.tensor([0]), k, v)
+    torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
+
+    k, v = step.empty_cache()
+    prefill, k, v = step(ids[:, :5], torch.tensor([0]), k, v)
+    outputs = [prefill]
+    for t in range(5, 12):
+        out, k, v = step(ids[:, t:t + 1], torch.tensor([t]), k, v)
+        outputs.append(out)
+    torch.testing.assert_close(torch.cat(outputs, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert not k[:, :, :, 12:].any()  # slots past the last token stay empty
