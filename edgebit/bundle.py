@@ -40,6 +40,9 @@ class BundleWriter:
 
     def __init__(self, destination: Path):
         self.destination = Path(destination)
+        if self.destination.exists() and not (self.destination / MANIFEST).is_file():
+            raise BundleError(f"{self.destination} exists and is not a bundle; choose another output directory "
+                              "(an existing bundle there is replaced, anything else is left alone)")
         self.destination.parent.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.", dir=self.destination.parent))
 

@@ -59,3 +59,14 @@ def test_missing_and_extra_files_are_detected(tmp_path):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="not a bundle"):
         Bundle.open(tmp_path)
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path):
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(BundleError, match="is not a bundle"):
+        BundleWriter(precious)
+    assert (precious / "cat.jpg").read_bytes() == b"meow"
+    make_bundle(tmp_path / "b")
+    make_bundle(tmp_path / "b")  # an existing bundle is replaced

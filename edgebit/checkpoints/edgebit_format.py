@@ -55,6 +55,8 @@ def save_bitnet(model: BitNetForCausalLM, out_dir: Path, encoding: str = "planar
     config = {"edgebit_format": FORMAT_VERSION, "family": model.family, "weight_encoding": encoding,
               "config": model.config.to_dict(), **(extra or {})}
     out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir / "config.json").is_file():
+        raise CheckpointError(f"{out_dir} exists and is not a checkpoint; choose another output directory")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
