@@ -64,6 +64,9 @@ def save_bitnet(model: BitNetForCausalLM, out_dir: Path, encoding: str = "planar
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if tokenizer_file is not None:
             shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
+        for path in staging.iterdir():
+            path.chmod(0o644)
+        staging.chmod(0o755)  # mkdtemp makes it private
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
