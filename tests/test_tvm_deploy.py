@@ -101,6 +101,18 @@ def test_libraries_contain_the_isa_instructions(workdir, checkpoints, target, fe
         assert " sdot" not in text and " udot" not in text
 
 
+def test_avx512_target_uses_vnni_and_agrees_when_the_host_has_it(workdir, checkpoints, input_ids):
+    from edgebit.host_cpu import cpu_flags
+
+    bundle = bundle_for(workdir, checkpoints, "packed-bitlinear", "x86_64-avx512")
+    assert instruction_counts(bundle / "model.so", resolve_target("x86_64-avx512"))["avx512vnni"] > 0
+    if "avx512_vnni" not in cpu_flags():
+        pytest.skip("this CPU has no AVX-512 VNNI to run the bundle on")
+    logits = run_on_device(workdir, bundle, "local", workdir / "ids.npy")
+    reference = transformers_logits(checkpoints["packed-bitlinear"], torch.from_numpy(input_ids)).numpy()
+    assert compare_logits(logits, reference).passed
+
+
 def test_riscv64_without_vector_extension_dies_with_sigill(workdir, checkpoints):
     bundle = Bundle.open(bundle_for(workdir, checkpoints, "packed-bitlinear", "riscv64"))
     no_vector = dataclasses.replace(resolve_target("riscv64"), qemu_cpu="rv64,v=false")
