@@ -9,8 +9,12 @@ the library as constants, so packed ternary weights are turned into (frozen) par
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,25 @@ from edgebit.models.bitnet_static import StaticCacheStep
 from edgebit.targets import Target
 
 WEIGHT_BUFFERS = ("w_packed", "w_scale")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hold back what TVM's C++ side prints to stderr (e.g. a warning per embedding lookup), unless it fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _weights_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
@@ -109,7 +132,8 @@ def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> Com
     module, params = relax.frontend.detach_params(module)
     names = [p.name for p in module["main"].params][module["main"].attrs["num_input"]:]
     tvm_target = tvm.target.Target(target.tvm_target_json())
-    executable = tvm.compile(module, target=tvm_target)
+    with _quiet_native_stderr():
+        executable = tvm.compile(module, target=tvm_target)
     library = out_dir / "model.so"
     if target.is_host:
         executable.export_library(str(library))
