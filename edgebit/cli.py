@@ -58,23 +58,44 @@ def inspect(model: str = ModelArg, as_json: bool = typer.Option(False, "--json",
     if as_json:
         print(json.dumps(info, indent=2))
         return
+    console.print(_summary_table(resolve_model(model), info))
+
+
+def _summary_table(path: Path, info: dict) -> Table:
     config = info["config"]
-    table = Table(title=f"{resolve_model(model)}  ({info['family']}, layout {info['layout']})", show_header=False)
+    table = Table(title=f"{path}  ({info['family']}, layout {info['layout']})", show_header=False)
+    params = info["parameters"]
+    packed = info["packed_bytes"]
+    if info["family"] == "bimamba":
+        table.add_row("architecture", f"Mamba-2, {config['num_hidden_layers']} layers, d_model {config['hidden_size']}, "
+                      f"{config['num_heads']} heads x {config['head_dim']}, state {config['state_size']}, "
+                      f"{config['n_groups']} groups, vocab {config['vocab_size']}")
+        table.add_row("parameters", f"{params['total']:,} ({params['binary']:,} binary in {info['binary_tensors']} "
+                      f"FBI-Linear tensors, {params['embedding'] + params['lm_head']:,} embedding/head, "
+                      f"{params['other_full_precision']:,} other)")
+        table.add_row("bits per weight", f"{info['bits_per_binary_weight']:.3f} binarized (sign + alpha/beta), "
+                      f"{info['bits_per_weight_overall']:.3f} overall")
+        table.add_row("compression vs fp16", f"{info['binarized_compression_vs_fp16']:.1%} of the binarized "
+                      f"projections, {info['compression_vs_fp16']:.1%} of the whole model")
+        if info.get("binarization_error") is not None:
+            table.add_row("binarization error", f"{info['binarization_error']:.3f} (worst relative Frobenius error "
+                          "of a projection, alpha/beta fitted per column)")
+        table.add_row("packed size", f"{packed['total'] / 1e6:.2f} MB ({packed['binary'] / 1e6:.2f} MB binary + "
+                      f"{packed['full_precision'] / 1e6:.2f} MB full precision)")
+        return table
     table.add_row("architecture", f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
                   f"FFN {config['intermediate_size']} ({config['hidden_act']}), heads {config['num_attention_heads']}"
                   f"/{config['num_key_value_heads']} KV, vocab {config['vocab_size']}, "
                   f"{'tied' if config['tie_word_embeddings'] else 'untied'} embeddings")
-    params = info["parameters"]
     table.add_row("parameters", f"{params['total']:,} ({params['ternary']:,} ternary in "
                   f"{info['ternary_tensors']} tensors, {params['embedding'] + params['lm_head']:,} embedding/head, "
                   f"{params['other_full_precision']:,} other)")
     table.add_row("bits per weight", f"{info['bits_per_ternary_weight']:.3f} ternary, "
                   f"{info['bits_per_weight_overall']:.3f} overall")
-    packed = info["packed_bytes"]
     table.add_row("packed size", f"{packed['total'] / 1e6:.2f} MB ({packed['ternary'] / 1e6:.2f} MB ternary + "
                   f"{packed['full_precision'] / 1e6:.2f} MB full precision); fp16 would be "
                   f"{info['fp16_bytes'] / 1e6:.2f} MB ({info['compression_vs_fp16']:.1%} smaller)")
-    console.print(table)
+    return table
 
 
 @app.command()
@@ -124,15 +145,33 @@ def convert(model: str = ModelArg, output: Path = typer.Option(..., "-o", "--out
             encoding: str = typer.Option("planar2", help="planar2 (compute layout) or base3 (1.6 bits/weight)"),
             allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Convert a checkpoint into edgebit's packed format (written atomically)."""
-    from edgebit.checkpoints.edgebit_format import ENCODINGS, save_bitnet
+    from edgebit.checkpoints.edgebit_format import ENCODINGS, save_checkpoint
 
     if encoding not in ENCODINGS:
         raise EdgebitError(f"--encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
     source = resolve_model(model)
     tokenizer = source / "tokenizer.json"
-    save_bitnet(_load(model, allow_pickle, sha256), output, encoding,
+    save_checkpoint(_load(model, allow_pickle, sha256), output, encoding,
                 tokenizer_file=tokenizer if tokenizer.is_file() else None)
     console.print(f"wrote {output}")
+
+
+@app.command()
+def binarize(model: str = typer.Argument(..., help="full-precision Mamba-2 checkpoint (transformers or mamba_ssm)"),
+             output: Path = typer.Option(..., "-o", "--output", help="directory to write"),
+             allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
+    """Turn a full-precision Mamba-2 into an edgebit Bi-Mamba checkpoint (1-bit in/out_proj, fitted alpha/beta)."""
+    from edgebit.checkpoints.edgebit_format import save_checkpoint
+
+    loaded = _load(model, allow_pickle, sha256)
+    if loaded.family != "bimamba":
+        raise EdgebitError(f"{model} is a {loaded.family} checkpoint; binarize takes a Mamba-2 checkpoint")
+    source = resolve_model(model)
+    tokenizer = source / "tokenizer.json"
+    save_checkpoint(loaded, output, tokenizer_file=tokenizer if tokenizer.is_file() else None)
+    error = loaded.binarization_error
+    console.print(f"wrote {output}" + (f"; worst relative reconstruction error of a projection: {error:.4f}"
+                                       if error is not None else " (signs, alpha and beta taken from the checkpoint)"))
 
 
 @app.command()

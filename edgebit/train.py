@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from edgebit.checkpoints.edgebit_format import save_bitnet
+from edgebit.checkpoints.edgebit_format import save_checkpoint
 from edgebit.corpus import split_documents
 from edgebit.models.bitnet import BitNetConfig, BitNetForCausalLM
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_file = Path(tmp) / "tokenizer.json"
         tokenizer.save(str(tokenizer_file))
-        save_bitnet(model, args.output, tokenizer_file=tokenizer_file, extra={"training": training})
+        save_checkpoint(model, args.output, tokenizer_file=tokenizer_file, extra={"training": training})
     print(json.dumps(training, indent=2))
 
 

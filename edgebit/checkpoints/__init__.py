@@ -5,9 +5,11 @@ Layouts, in the order they are recognized:
 ========== ============================================= ======================================
 name       recognized by                                 loader
 ========== ============================================= ======================================
-edgebit    ``edgebit_format`` in config.json             edgebit_format.load_bitnet
+edgebit    ``edgebit_format`` in config.json             edgebit_format.load_checkpoint_dir
 hf-bitnet  ``model_type: bitnet``                        bitnet_hf.load_hf_bitnet
 1bitllm    ``model_type: llama`` + ``inner_attn_ln``     bitnet_hf.load_1bitllm
+hf-mamba2  ``model_type: mamba2``                        mamba.load_hf_mamba2
+mamba-ssm  ``d_model`` + ``n_layer`` + ``ssm_cfg``       mamba.load_mamba_ssm (Bi-Mamba release too)
 ========== ============================================= ======================================
 
 A new layout is one detector and one loader in :data:`LAYOUTS`.
@@ -21,7 +23,7 @@ from typing import Callable
 
 from torch import nn
 
-from edgebit.checkpoints import bitnet_hf, edgebit_format
+from edgebit.checkpoints import bitnet_hf, edgebit_format, mamba
 from edgebit.checkpoints.files import read_config, read_tensors, verify_pins
 from edgebit.checkpoints.source import TensorSource
 from edgebit.errors import CheckpointError
@@ -37,11 +39,15 @@ class Layout:
 
 LAYOUTS = [
     Layout("edgebit", "edgebit packed checkpoint", lambda c, s: edgebit_format.is_edgebit_checkpoint(c),
-           edgebit_format.load_bitnet),
+           edgebit_format.load_checkpoint_dir),
     Layout("hf-bitnet", "Hugging Face BitNet (packed or unpacked)", lambda c, s: bitnet_hf.is_hf_bitnet(c),
            bitnet_hf.load_hf_bitnet),
     Layout("1bitllm", "1bitLLM bitnet_b1_58 (LLaMA config with sub-norms)", bitnet_hf.is_1bitllm,
            bitnet_hf.load_1bitllm),
+    Layout("hf-mamba2", "Hugging Face Mamba-2 (binarized at load)", lambda c, s: mamba.is_hf_mamba2(c),
+           mamba.load_hf_mamba2),
+    Layout("mamba-ssm", "mamba_ssm Mamba-2 / Bi-Mamba release", lambda c, s: mamba.is_mamba_ssm(c),
+           mamba.load_mamba_ssm),
 ]
 
 

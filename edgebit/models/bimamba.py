@@ -97,8 +97,13 @@ class FBILinear(nn.Module):
         if tuple(signs.shape) != (self.out_features, self.in_features):
             raise ValueError(f"expected signs of shape {(self.out_features, self.in_features)}, got "
                              f"{tuple(signs.shape)}")
+        self.set_packed(pack_signs(signs), alpha, beta)
+
+    @torch.no_grad()
+    def set_packed(self, w_signs: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> None:
+        """Switch to the packed state with planar sign bits (ops/binary_matmul/SPEC.md)."""
         self.weight = None
-        self.register_buffer("w_signs", pack_signs(signs))
+        self.register_buffer("w_signs", w_signs.to(torch.uint8).contiguous())
         self.alpha = nn.Parameter(alpha.float().reshape(1, -1).clone(), requires_grad=False)
         self.beta = nn.Parameter(beta.float().reshape(1, -1).clone(), requires_grad=False)
 
