@@ -128,7 +128,7 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
 
     conf = json.loads((library_dir / "info.json").read_text())
     step = load_for_host(CompiledModel(library_dir / "model.so", library_dir / "weights.params",
-                                       tuple(conf["cache_shape"]), conf["max_seq_len"]))
+                                       [tuple(conf["cache_shape"])] * 2, True, conf["max_seq_len"]))
     zeros = lambda: tvm.runtime.tensor(np.zeros(conf["cache_shape"], dtype=np.float32))
     ids = np.random.default_rng(0).integers(0, 128256, (1, prompt), dtype=np.int64)
 
@@ -170,7 +170,7 @@ def model_table(layers: int, prompt: int, decode_steps: int) -> list[dict]:
         compiled = compile_model(model, target, max_seq_len=prompt + decode_steps + 8, out_dir=Path(work))
         compile_s = time.perf_counter() - start
         del model
-        (Path(work) / "info.json").write_text(json.dumps({"cache_shape": compiled.cache_shape,
+        (Path(work) / "info.json").write_text(json.dumps({"cache_shape": compiled.state_shapes[0],
                                                            "max_seq_len": compiled.max_seq_len,
                                                            "bytes_per_token": bytes_per_token}))
         for threads in (1, 2):

@@ -63,8 +63,7 @@ def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: in
             compiled = compile_model(model, target, max_seq_len, Path(work))
         writer.add_file(compiled.library, bundle_format.MODEL_LIBRARY)
         writer.add_file(compiled.weights, bundle_format.WEIGHTS)
-        writer.path(bundle_format.MODEL_CONF).write_text(
-            f"cache_shape {' '.join(map(str, compiled.cache_shape))}\nmax_seq_len {max_seq_len}\n")
+        writer.path(bundle_format.MODEL_CONF).write_text(compiled.runner_conf())
         with timer.stage(f"runtime libraries ({target.debian_arch})"):
             for library in runtime_libraries(target):
                 writer.add_file(library, f"{bundle_format.LIBRARY_DIR}/{library.name}")

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgebit.models.bimamba import FBILinear
+from edgebit.models.bimamba_static import BiMambaStep
 from edgebit.models.bitnet import TernaryLinear
 from edgebit.models.bitnet_static import StaticCacheStep
 from edgebit.targets import Target
 
-WEIGHT_BUFFERS = ("w_packed", "w_scale")
+PACKED_BUFFERS = {TernaryLinear: ("w_packed", "w_scale"), FBILinear: ("w_signs",)}
 
 
 @contextlib.contextmanager
@@ -48,11 +50,11 @@ def _quiet_native_stderr():
 
 
 def _weights_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose packed ternary buffers are frozen parameters (so TVM keeps them as inputs)."""
+    """A copy of ``model`` whose packed weight buffers are frozen parameters (so TVM keeps them as inputs)."""
     model = copy.deepcopy(model)
     for module in model.modules():
-        if isinstance(module, TernaryLinear) and module.is_packed:
-            for name in WEIGHT_BUFFERS:
+        if type(module) in PACKED_BUFFERS and module.is_packed:
+            for name in PACKED_BUFFERS[type(module)]:
                 tensor = getattr(module, name)
                 delattr(module, name)
                 module.register_parameter(name, torch.nn.Parameter(tensor, requires_grad=False))
@@ -65,6 +67,8 @@ def _converters(target: Target):
     from tvm import relax
 
     from edgebit.backends.tvm_dense import dense_kernel
+    from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_te
+    from edgebit_ops.selective_scan.tvm_kernel import selective_scan_kernel
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
 
     isa = dot_isa(target.features)
@@ -101,31 +105,72 @@ def _converters(target: Target):
                                              relax.TensorType([rows, out_features], "float32")))
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
-    return {"ternary_linear.default": convert, "linear.default": convert_linear}
+    def convert_binary(node, importer):
+        x, w_signs, alpha, beta, in_features = importer.retrieve_args(node)
+        builder = importer.block_builder
+        leading = list(x.ty.shape)[:-1]
+        out_features = int(w_signs.ty.shape[0])
+        x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
+        y2 = builder.emit_te(binary_linear_te, x2, w_signs, alpha, beta, in_features,
+                             primfunc_name_hint=f"binary_linear_{out_features}x{in_features}")
+        return builder.emit(relax.op.reshape(y2, leading + [out_features]))
+
+    def convert_scan(node, importer):
+        x, dt, A, B, C, D, state = importer.retrieve_args(node)
+        builder = importer.block_builder
+        _, heads, head_dim, size = (int(v) if not hasattr(v, "name") else v for v in state.ty.shape)
+        groups = int(B.ty.shape[2])
+        name = f"selective_scan_h{heads}p{head_dim}g{groups}n{size}"
+        gv = builder.add_func(selective_scan_kernel(heads, head_dim, groups, size, name), name)
+        return builder.emit(relax.call_tir(gv, [x, dt, A, B, C, D, state],
+                                           [relax.TensorType(x.ty.shape, "float32"),
+                                            relax.TensorType(state.ty.shape, "float32")]))
+
+    return {"ternary_linear.default": convert, "linear.default": convert_linear,
+            "binary_linear.default": convert_binary, "selective_scan.default": convert_scan}
 
 
 @dataclass
 class CompiledModel:
     library: Path
     weights: Path
-    cache_shape: tuple[int, ...]
+    state_shapes: list[tuple[int, ...]]  # recurrent inputs = outputs after the logits (KV caches, SSM states)
+    takes_position: bool  # whether ``main`` takes the absolute position of the first token
     max_seq_len: int
+
+    def runner_conf(self) -> str:
+        """model.conf for the device runner."""
+        lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}"]
+        lines += [f"state {' '.join(map(str, shape))}" for shape in self.state_shapes]
+        return "\n".join(lines) + "\n"
+
+
+def _step_graph(model, max_seq_len: int):
+    """(module, example inputs, dynamic shapes, state shapes, takes position) of a model's exported step."""
+    from torch.export import Dim
+
+    tokens = Dim("tokens", min=1, max=max_seq_len)
+    ids = torch.zeros(1, 2, dtype=torch.long)
+    if model.family == "bimamba":
+        step = BiMambaStep(model).eval()
+        conv, ssm = step.empty_state()
+        return step, (ids, conv, ssm), ({1: tokens}, None, None), [step.conv_shape, step.ssm_shape], False
+    step = StaticCacheStep(model, max_seq_len).eval()
+    k_cache, v_cache = step.empty_cache()
+    example = (ids, torch.zeros(1, dtype=torch.long), k_cache, v_cache)
+    return step, example, ({1: tokens}, None, None, None), [step.cache_shape, step.cache_shape], True
 
 
 def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> CompiledModel:
     """Lower ``model`` for ``target`` into ``out_dir/model.so`` + ``out_dir/weights.params``."""
     import tvm
-    from torch.export import Dim
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
     from tvm.support.cc import cross_compiler
 
-    step = StaticCacheStep(_weights_as_parameters(model), max_seq_len).eval()
-    k_cache, v_cache = step.empty_cache()
-    example = (torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.long), k_cache, v_cache)
-    tokens = Dim("tokens", min=1, max=max_seq_len)
+    step, example, dynamic, state_shapes, takes_position = _step_graph(_weights_as_parameters(model), max_seq_len)
     with torch.no_grad():
-        exported = torch.export.export(step, example, dynamic_shapes=({1: tokens}, None, None, None))
+        exported = torch.export.export(step, example, dynamic_shapes=dynamic)
     # Without decomposition the head stays one aten.linear node, which _converters maps to the dense kernel.
     module = from_exported_program(exported, keep_params_as_input=True, run_ep_decomposition=False,
                                    custom_convert_map=_converters(target))
@@ -143,7 +188,7 @@ def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> Com
     # Zero-padded indices make the names sort into argument order (the device runner relies on it).
     tvm.runtime.save_param_dict_to_file(
         {f"{i:04d}:{name}": tensor for i, (name, tensor) in enumerate(zip(names, params["main"]))}, str(weights))
-    return CompiledModel(library, weights, tuple(step.cache_shape), max_seq_len)
+    return CompiledModel(library, weights, [tuple(s) for s in state_shapes], takes_position, max_seq_len)
 
 
 RISCV_OP_V = 0x57  # major opcode of RVV arithmetic and vsetvl* instructions
@@ -175,7 +220,7 @@ def instruction_counts(library: Path, target: Target) -> dict[str, int]:
 
 
 def load_for_host(compiled: CompiledModel):
-    """Load a host-built library for in-process use (tests, benchmarks): returns ``step(ids, pos, k, v)``."""
+    """Load a host-built library in-process (tests, benchmarks): returns ``step(ids, position, *states)``."""
     import tvm
     from tvm import relax
 
@@ -183,9 +228,10 @@ def load_for_host(compiled: CompiledModel):
     loaded = tvm.runtime.load_param_dict_from_file(str(compiled.weights))
     weights = [loaded[name] for name in sorted(loaded.keys())]
 
-    def step(ids: np.ndarray, position: int, k_cache, v_cache):
-        out = vm["main"](tvm.runtime.tensor(ids), tvm.runtime.tensor(np.array([position], dtype=np.int64)),
-                         k_cache, v_cache, *weights)
-        return out[0], out[1], out[2]
+    def step(ids: np.ndarray, position: int, *states):
+        inputs = [tvm.runtime.tensor(ids)]
+        if compiled.takes_position:
+            inputs.append(tvm.runtime.tensor(np.array([position], dtype=np.int64)))
+        return tuple(vm["main"](*inputs, *states, *weights))
 
     return step

@@ -3,9 +3,10 @@
 //   edgebit-runner BUNDLE logits IDS.npy OUT.npy       int64 [B, T] -> float32 [B, T, V] (one prefill per row)
 //   edgebit-runner BUNDLE generate IDS.npy N OUT.npy   greedy: prefill row 0, then N decode steps -> int64 [1, N]
 //
-// The bundle holds model.so (a Relax VM executable whose "main" is the static-KV-cache step
-// (tokens [1,T], position [1], k_cache, v_cache, weights...) -> (logits [1,T,V], k_cache, v_cache)),
-// weights.params (TVM's parameter format; names sort into argument order) and model.conf (the cache shape).
+// The bundle holds model.so (a Relax VM executable whose "main" is the model's step
+// (tokens [1,T], [position [1],] states..., weights...) -> (logits [1,T,V], states...)), weights.params (TVM's
+// parameter format; names sort into argument order) and model.conf: "inputs tokens [position]", "max_seq_len N"
+// and one "state D0 D1 ..." line per recurrent state (BitNet: K and V caches; Bi-Mamba: conv and SSM states).
 // Timings go to stdout as one JSON line.
 
 #include <tvm/ffi/container/array.h>
@@ -118,43 +119,49 @@ class Model {
     for (auto& kv : sorted) weights_.push_back(kv.second);
   }
 
-  // Run T tokens from `position`; updates the caches in place (by replacing them with the step's outputs).
+  // Run T tokens starting at `position`; the states are replaced by the step's outputs.
   ffi::Tensor Step(const int64_t* tokens, int64_t count, int64_t position) {
     ffi::Tensor ids = NewTensor({1, count}, kInt64);
     std::memcpy(ids.data_ptr(), tokens, count * sizeof(int64_t));
     ffi::Tensor pos = NewTensor({1}, kInt64);
     *static_cast<int64_t*>(pos.data_ptr()) = position;
-    std::vector<ffi::AnyView> args{ids, pos, k_cache_, v_cache_};
+    std::vector<ffi::AnyView> args{ids};
+    if (takes_position_) args.push_back(pos);
+    for (auto& s : states_) args.push_back(s);
     for (auto& w : weights_) args.push_back(w);
     ffi::Any result;
     step_.CallPacked(ffi::PackedArgs(args.data(), static_cast<int>(args.size())), &result);
     auto outputs = result.cast<ffi::Array<ffi::Tensor>>();
-    k_cache_ = outputs[1];
-    v_cache_ = outputs[2];
+    for (size_t i = 0; i < states_.size(); ++i) states_[i] = outputs[i + 1];
     return outputs[0];
   }
 
-  void ResetCache() {
-    k_cache_ = Zeros(cache_shape_);
-    v_cache_ = Zeros(cache_shape_);
+  void ResetState() {
+    states_.clear();
+    for (const auto& shape : state_shapes_) states_.push_back(Zeros(shape));
   }
 
-  int64_t max_seq_len() const { return cache_shape_[3]; }
+  int64_t max_seq_len() const { return max_seq_len_; }
 
  private:
   void ReadConf(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open " + path);
-    for (std::string key; in >> key;) {
-      if (key == "cache_shape") {
-        cache_shape_.resize(5);
-        for (auto& v : cache_shape_) in >> v;
-      } else {
-        std::string rest;
-        std::getline(in, rest);
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      std::string key;
+      fields >> key;
+      if (key == "inputs") {
+        for (std::string name; fields >> name;) takes_position_ |= name == "position";
+      } else if (key == "max_seq_len") {
+        fields >> max_seq_len_;
+      } else if (key == "state") {
+        std::vector<int64_t> shape;
+        for (int64_t d; fields >> d;) shape.push_back(d);
+        state_shapes_.push_back(shape);
       }
     }
-    if (cache_shape_.size() != 5) throw std::runtime_error(path + ": no cache_shape");
+    if (max_seq_len_ <= 0) throw std::runtime_error(path + ": no max_seq_len");
   }
 
   static ffi::Module LoadVm(const std::string& library) {
@@ -171,8 +178,10 @@ class Model {
   ffi::Module vm_;
   ffi::Function step_;
   std::vector<ffi::Tensor> weights_;
-  std::vector<int64_t> cache_shape_;
-  ffi::Tensor k_cache_, v_cache_;
+  std::vector<std::vector<int64_t>> state_shapes_;
+  std::vector<ffi::Tensor> states_;
+  bool takes_position_ = false;
+  int64_t max_seq_len_ = 0;
 };
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -193,7 +202,7 @@ int Logits(Model& model, const std::string& in_path, const std::string& out_path
   int64_t vocab = 0;
   auto start = std::chrono::steady_clock::now();
   for (int64_t b = 0; b < batch; ++b) {
-    model.ResetCache();
+    model.ResetState();
     ffi::Tensor out = model.Step(reinterpret_cast<const int64_t*>(ids.data.data()) + b * length, length, 0);
     vocab = out.shape()[2];
     const float* p = static_cast<const float*>(out.data_ptr());
@@ -215,7 +224,7 @@ int Generate(Model& model, const std::string& in_path, int64_t count, const std:
   Array ids = ReadIds(in_path);
   int64_t length = ids.shape[1];
   if (length + count > model.max_seq_len()) throw std::runtime_error("prompt + new tokens exceed max_seq_len");
-  model.ResetCache();
+  model.ResetState();
   auto start = std::chrono::steady_clock::now();
   int64_t token = Argmax(model.Step(reinterpret_cast<const int64_t*>(ids.data.data()), length, 0));
   double prefill = Seconds(start);
