@@ -14,3 +14,4 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/ternary_gemv.py
+	.venv/bin/python benchmarks/bimamba_decode.py

@@ -64,3 +64,20 @@ def test_selective_scan_matches_float64_recurrence():
     y, final = selective_scan(f32(x), f32(dt), f32(A), f32(B), f32(C), f32(D), f32(state))
     np.testing.assert_allclose(y.numpy(), expected_y, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(final.numpy(), expected_state, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n,k", [(37, 70), (96, 512)])  # 70: Kq 9 < 16 lanes (tail only); 512: full vectors
+def test_tvm_binary_kernel_matches_the_reference(n, k):
+    import tvm
+
+    from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_kernel
+
+    gen = torch.Generator().manual_seed(n)
+    signs = torch.randint(0, 2, (n, k), generator=gen, dtype=torch.int8) * 2 - 1
+    packed, alpha, beta = pack_signs(signs), torch.rand(1, k, generator=gen), torch.randn(1, k, generator=gen)
+    x = torch.randn(3, k, generator=gen)
+    kernel = tvm.build(binary_linear_kernel(n, k, packed.shape[1], "k"),
+                       target=tvm.target.Target({"kind": "llvm", "mcpu": "haswell"}))["k"]
+    out = torch.empty(3, n)
+    kernel(x, packed, alpha, beta, out)
+    torch.testing.assert_close(out, binary_linear(x, packed, alpha, beta, k), rtol=1e-5, atol=1e-4)

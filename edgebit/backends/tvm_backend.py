@@ -67,7 +67,7 @@ def _converters(target: Target):
     from tvm import relax
 
     from edgebit.backends.tvm_dense import dense_kernel
-    from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_te
+    from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_kernel
     from edgebit_ops.selective_scan.tvm_kernel import selective_scan_kernel
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
 
@@ -109,10 +109,12 @@ def _converters(target: Target):
         x, w_signs, alpha, beta, in_features = importer.retrieve_args(node)
         builder = importer.block_builder
         leading = list(x.ty.shape)[:-1]
-        out_features = int(w_signs.ty.shape[0])
+        out_features, packed_columns = (int(v) for v in w_signs.ty.shape)
         x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
-        y2 = builder.emit_te(binary_linear_te, x2, w_signs, alpha, beta, in_features,
-                             primfunc_name_hint=f"binary_linear_{out_features}x{in_features}")
+        name = f"binary_linear_{out_features}x{in_features}"
+        gv = builder.add_func(binary_linear_kernel(out_features, in_features, packed_columns, name), name)
+        y2 = builder.emit(relax.call_tir(gv, [x2, w_signs, alpha, beta],
+                                         relax.TensorType([x2.ty.shape[0], out_features], "float32")))
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
     def convert_scan(node, importer):

@@ -1,15 +1,20 @@
 """TVM 0.27 kernel of ``edgebit::binary_linear`` (SPEC.md): ``sign(W) @ (alpha * x) + (beta . x)``.
 
-First form: a tensor-expression kernel (1-bit planes decoded with a shift and a mask, sign applied by select) that
-LLVM compiles for every target; M (tokens) is symbolic so it serves prefill and decode. A dot-product micro-kernel
-like the ternary one is the next step for speed.
+* :func:`binary_linear_te` — the definition as a tensor expression (reference for the kernel below);
+* :func:`binary_linear_kernel` — the kernel edgebit compiles: the scaled activations ``alpha * x`` are laid out
+  once per token, then each weight row streams through 16 bytes at a time: bit plane j of those bytes selects
+  ``+v`` or ``-v`` from the contiguous activation slice of plane j, accumulated in one float32x16 vector per plane
+  (8 independent chains), rows in parallel blocks. M (tokens) is symbolic: one kernel for prefill and decode.
 """
 
 from __future__ import annotations
 
 from tvm import te, tirx
+from tvm.script import tirx as T
 
 BITS = 8
+LANES = 16
+ROWS_PER_TASK = 16
 
 
 def binary_linear_te(x: te.Tensor, w_signs: te.Tensor, alpha: te.Tensor, beta: te.Tensor,
@@ -30,3 +35,67 @@ def binary_linear_te(x: te.Tensor, w_signs: te.Tensor, alpha: te.Tensor, beta: t
         ((w_signs[row, b] >> plane.astype("uint8")) & tirx.const(1, "uint8")) == tirx.const(1, "uint8"),
         scaled[t, plane * kq + b], -scaled[t, plane * kq + b]), axis=[plane, b]), name="acc")
     return te.compute((m, n), lambda t, row: acc[t, row] + shift[t], name="out")
+
+
+def binary_linear_kernel(n: int, k: int, kq: int, name: str):
+    """PrimFunc(x float32 [M, K], w_signs uint8 [N, Kq], alpha [1, K], beta [1, K], out float32 [M, N])."""
+    k_padded = BITS * kq
+    chunks = kq // LANES
+    tasks = (n + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+
+    @T.prim_func(s_tir=True)
+    def kernel(x_handle: T.handle, w_signs: T.Buffer((n, kq), "uint8"), alpha: T.Buffer((1, k), "float32"),
+               beta: T.Buffer((1, k), "float32"), out_handle: T.handle):
+        T.func_attr({"global_symbol": name, "tir.noalias": True})
+        m = T.int64()
+        x = T.match_buffer(x_handle, (m, k), "float32")
+        out = T.match_buffer(out_handle, (m, n), "float32")
+        scaled = T.alloc_buffer((m, k_padded), "float32")
+        shift = T.alloc_buffer((m,), "float32")
+        for t in range(m):
+            with T.sblock("prepare"):
+                T.reads(x[t, 0:k], alpha[0, 0:k], beta[0, 0:k])
+                T.writes(scaled[t, 0:k_padded], shift[t])
+                total = T.alloc_buffer((1,), "float32", scope="local")
+                total[0] = T.float32(0)
+                for i in range(k_padded):
+                    if i < k:
+                        scaled[t, i] = x[t, i] * alpha[0, i]
+                        total[0] = total[0] + x[t, i] * beta[0, i]
+                    else:
+                        scaled[t, i] = T.float32(0)
+                shift[t] = total[0]
+        for task in T.parallel(tasks):
+            with T.sblock("dot"):
+                T.reads(w_signs[task * ROWS_PER_TASK:task * ROWS_PER_TASK + ROWS_PER_TASK, 0:kq],
+                        scaled[0:m, 0:k_padded], shift[0:m])
+                T.writes(out[0:m, task * ROWS_PER_TASK:task * ROWS_PER_TASK + ROWS_PER_TASK])
+                acc = T.alloc_buffer((BITS, LANES), "float32", scope="local")
+                total = T.alloc_buffer((1,), "float32", scope="local")
+                for r in range(ROWS_PER_TASK):
+                    for t in range(m):
+                        if task * ROWS_PER_TASK + r < n:
+                            row = task * ROWS_PER_TASK + r
+                            for j in T.unroll(BITS):
+                                acc[j, T.ramp(0, 1, LANES)] = T.broadcast(T.float32(0), LANES)
+                            for c in range(chunks):
+                                for j in T.unroll(BITS):
+                                    acc[j, T.ramp(0, 1, LANES)] = acc[j, T.ramp(0, 1, LANES)] + T.Select(
+                                        T.bitwise_and(T.shift_right(w_signs[row, T.ramp(c * LANES, 1, LANES)],
+                                                                    T.broadcast(T.uint8(j), LANES)),
+                                                      T.broadcast(T.uint8(1), LANES)) == T.broadcast(T.uint8(1), LANES),
+                                        scaled[t, T.ramp(j * kq + c * LANES, 1, LANES)],
+                                        -scaled[t, T.ramp(j * kq + c * LANES, 1, LANES)])
+                            total[0] = shift[t]
+                            for j in range(BITS):
+                                for lane in range(LANES):
+                                    total[0] = total[0] + acc[j, lane]
+                            for b in range(chunks * LANES, kq):
+                                for j in range(BITS):
+                                    if T.bitwise_and(T.shift_right(w_signs[row, b], T.uint8(j)), T.uint8(1)) == T.uint8(1):
+                                        total[0] = total[0] + scaled[t, j * kq + b]
+                                    else:
+                                        total[0] = total[0] - scaled[t, j * kq + b]
+                            out[t, row] = total[0]
+
+    return kernel
