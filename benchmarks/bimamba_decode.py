@@ -13,25 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
+
+from timing import median_seconds
 
 warnings.filterwarnings("ignore")
 SHAPE = dict(vocab_size=32000, hidden_size=2560, num_heads=80, head_dim=64, state_size=128, expand=2, n_groups=1,
              conv_kernel=4)
-
-
-def median_step(fn, steps: int) -> float:
-    fn()
-    samples = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -83,7 +73,7 @@ def main() -> None:
             out = step(token, 0, *states)
             states = list(out[1:])
 
-        edgebit_s = median_step(edgebit_step, args.steps)
+        edgebit_s = median_seconds(edgebit_step, args.steps, warmup=1)
 
     with torch.no_grad():
         out = hf(torch.tensor([[1, 2, 3]]), use_cache=True)
@@ -96,7 +86,7 @@ def main() -> None:
             position[0] += 1
             return result
 
-        torch_s = median_step(torch_step, args.steps)
+        torch_s = median_seconds(torch_step, args.steps, warmup=1)
     binary_bytes = sum(m.out_features * -(-m.in_features // 8) + 8 * m.in_features
                        for m in ours.binary_layers().values())
     fp32_bytes = sum(4 * m.out_features * m.in_features for m in ours.binary_layers().values())

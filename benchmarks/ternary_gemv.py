@@ -26,23 +26,14 @@ import time
 import warnings
 from pathlib import Path
 
+from timing import median_seconds
+
 warnings.filterwarnings("ignore")  # torch.ao's deprecation notice for the int8 baseline
 
 SHAPES = [(2560, 2560), (6912, 2560), (2560, 6912)]  # (out_features, in_features): qkvo, gate/up, down
 BITNET_2B = dict(vocab_size=128256, hidden_size=2560, intermediate_size=6912, num_hidden_layers=30,
                  num_attention_heads=20, num_key_value_heads=5, hidden_act="relu2", rope_theta=500000.0,
                  tie_word_embeddings=True)
-
-
-def median_seconds(fn, repeat: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def gemv_table() -> list[dict]:

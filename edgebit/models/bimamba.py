@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgebit.models.bitnet import RMSNorm
+from edgebit.models.layers import RMSNorm, output_logits
 from edgebit_ops.binary_matmul import binary_linear, pack_signs, unpack_signs
 from edgebit_ops.selective_scan import selective_scan, selective_scan_reference
 
@@ -225,8 +225,7 @@ class BiMambaForCausalLM(nn.Module):
         x = self.embeddings(input_ids).float()
         for layer in self.layers:
             x = layer(x, cache)
-        head = self.embeddings.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(self.norm_f(x), head.float())
+        return output_logits(self.norm_f(x), self.embeddings, self.lm_head)
 
     def binary_layers(self) -> dict[str, FBILinear]:
         return {name: m for name, m in self.named_modules() if isinstance(m, FBILinear)}

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgebit.models.bimamba import BiMambaForCausalLM
+from edgebit.models.layers import output_logits
 from edgebit_ops.selective_scan import selective_scan
 
 
@@ -46,5 +47,4 @@ class BiMambaStep(nn.Module):
                                       C.reshape(1, t, c.n_groups, c.state_size), mixer.D, ssm_state[i])
             ssms.append(final)
             x = x + mixer.out_proj(mixer.norm(y.reshape(1, t, -1), z))
-        head = model.embeddings.weight if model.lm_head is None else model.lm_head.weight
-        return F.linear(model.norm_f(x), head.float()), torch.stack(convs), torch.stack(ssms)
+        return output_logits(model.norm_f(x), model.embeddings, model.lm_head), torch.stack(convs), torch.stack(ssms)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgebit.models.layers import RMSNorm, output_logits
 from edgebit.packing import pack_planar, unpack_planar
 from edgebit.quant import fake_quant_activations_ste, fake_quant_weights_ste, quantize_weights
 from edgebit_ops.ternary_matmul import ternary_linear
@@ -118,17 +119,6 @@ class TernaryLinear(nn.Module):
     def extra_repr(self) -> str:
         state = "packed" if self.is_packed else "latent"
         return f"in_features={self.in_features}, out_features={self.out_features}, {state}"
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, size: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(size))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
 class RotaryEmbedding(nn.Module):
@@ -264,9 +254,7 @@ class BitNetForCausalLM(nn.Module):
         x = self.embed_tokens(input_ids).float()
         for layer in self.layers:
             x = layer(x, cos, sin, cache, past)
-        x = self.norm(x)
-        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(x, head.float())
+        return output_logits(self.norm(x), self.embed_tokens, self.lm_head)
 
     def ternary_layers(self) -> dict[str, TernaryLinear]:
         return {name: m for name, m in self.named_modules() if isinstance(m, TernaryLinear)}

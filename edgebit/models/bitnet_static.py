@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgebit.models.bitnet import BitNetForCausalLM, apply_rope
+from edgebit.models.layers import output_logits
 
 
 def _repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -67,5 +67,4 @@ class StaticCacheStep(nn.Module):
             out = (torch.softmax(scores, dim=-1) @ v_rep).transpose(1, 2).reshape(1, t, -1)
             x = x + attn.o_proj(attn.attn_sub_norm(out))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        head = model.embed_tokens.weight if model.lm_head is None else model.lm_head.weight
-        return F.linear(model.norm(x), head.float()), torch.stack(keys), torch.stack(values)
+        return output_logits(model.norm(x), model.embed_tokens, model.lm_head), torch.stack(keys), torch.stack(values)

@@ -1,0 +1,26 @@
+"""Building blocks shared by the model families."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """``weight * x / sqrt(mean(x^2) + eps)``, computed in float32."""
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def output_logits(hidden: torch.Tensor, embedding: nn.Embedding, lm_head: nn.Linear | None) -> torch.Tensor:
+    """float32 logits from the final hidden states: the untied head if there is one, else the tied embedding."""
+    head = embedding.weight if lm_head is None else lm_head.weight
+    return F.linear(hidden, head.float())
