@@ -60,10 +60,10 @@ def gemv_table() -> list[dict]:
         te_s = tvm.te.placeholder((1,), "float32", name="s")
         te_func = tvm.te.create_prim_func([te_x, te_w, te_s, ternary_linear_te(te_x, te_w, te_s, in_f)])
         avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
-        kernels["edgebit AVX2 (portable)"] = tvm.build(te_func.with_attr("global_symbol", "k"), target=avx2)["k"]
+        kernels["edgebit AVX2 (portable)"] = tvm.tirx.build(te_func.with_attr("global_symbol", "k"), target=avx2)["k"]
         if "avx512vnni" in features:
             fn = dot_product_kernel(out_f, in_f, packed.shape[1], "avx512vnni", "k")
-            kernels["edgebit AVX-512 VNNI"] = tvm.build(fn, target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))["k"]
+            kernels["edgebit AVX-512 VNNI"] = tvm.tirx.build(fn, target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))["k"]
         reference = (x @ ternary.float().T)
         dense = ternary.float() * scale
         int8_linear = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(in_f, out_f,

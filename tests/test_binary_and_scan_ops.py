@@ -76,7 +76,7 @@ def test_tvm_binary_kernel_matches_the_reference(n, k):
     signs = torch.randint(0, 2, (n, k), generator=gen, dtype=torch.int8) * 2 - 1
     packed, alpha, beta = pack_signs(signs), torch.rand(1, k, generator=gen), torch.randn(1, k, generator=gen)
     x = torch.randn(3, k, generator=gen)
-    kernel = tvm.build(binary_linear_kernel(n, k, packed.shape[1], "k"),
+    kernel = tvm.tirx.build(binary_linear_kernel(n, k, packed.shape[1], "k"),
                        target=tvm.target.Target({"kind": "llvm", "mcpu": "haswell"}))["k"]
     out = torch.empty(3, n)
     kernel(x, packed, alpha, beta, out)
