@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/ternary_gemv.py [--layers 30] [--skip-model]
 
 Part 1 (1 thread): y = W x at BitNet b1.58 2B-4T's projection shapes for
-  * edgebit's TVM kernels (the portable AVX2 one that x86_64 bundles use, and the AVX-512 VNNI micro-kernel when
-    the CPU has it), activation quantization included,
+  * edgebit's TVM kernels (the portable tensor-expression one, the AVX2 pmaddubsw micro-kernel that x86_64 bundles
+    use, and the AVX-512 VNNI micro-kernel of x86_64-avx512 bundles when the CPU has it), activation quantization
+    included,
   * torch fp32 F.linear (dequantized weights),
   * an int8 baseline: torch's dynamically quantized Linear (FBGEMM int8 weights, per-token int8 activations).
 Part 2: a 2B-4T-shaped model (hidden 2560, FFN 6912, 20/5 heads, vocab 128256) with random ternary weights, compiled
@@ -60,7 +61,10 @@ def gemv_table() -> list[dict]:
         te_s = tvm.te.placeholder((1,), "float32", name="s")
         te_func = tvm.te.create_prim_func([te_x, te_w, te_s, ternary_linear_te(te_x, te_w, te_s, in_f)])
         avx2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
-        kernels["edgebit AVX2 (portable)"] = tvm.tirx.build(te_func.with_attr("global_symbol", "k"), target=avx2)["k"]
+        kernels["edgebit portable (TE, AVX2)"] = tvm.tirx.build(te_func.with_attr("global_symbol", "k"),
+                                                                target=avx2)["k"]
+        kernels["edgebit AVX2 pmaddubsw"] = tvm.tirx.build(
+            dot_product_kernel(out_f, in_f, packed.shape[1], "avx2", "k"), target=avx2)["k"]
         if "avx512vnni" in features:
             fn = dot_product_kernel(out_f, in_f, packed.shape[1], "avx512vnni", "k")
             kernels["edgebit AVX-512 VNNI"] = tvm.tirx.build(fn, target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))["k"]

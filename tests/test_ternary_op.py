@@ -50,3 +50,24 @@ def test_export_keeps_one_node_per_linear_layer():
              and n.target == torch.ops.edgebit.ternary_linear.default]
     assert len(nodes) == 7 * config.num_hidden_layers
     torch.testing.assert_close(exported.module()(ids), model(ids))
+
+
+@pytest.mark.parametrize("isa,mcpu", [("avx2", "haswell"), ("avx512vnni", "icelake-server")])
+@pytest.mark.parametrize("n,k", [(96, 70), (64, 1000)])  # Kq 18 (tail only on VNNI) and 250 (vectors + tail)
+def test_dot_product_kernels_match_the_reference(isa, mcpu, n, k):
+    import tvm
+
+    from edgebit.host_cpu import cpu_flags
+    from edgebit_ops.ternary_matmul.tvm_kernel import dot_product_kernel
+
+    needed = {"avx2": "avx2", "avx512vnni": "avx512_vnni"}[isa]
+    if needed not in cpu_flags():
+        pytest.skip(f"this CPU lacks {needed}")
+    gen = torch.Generator().manual_seed(k)
+    x = torch.randn(5, k, generator=gen) * 2
+    packed, scale = pack_planar(torch.randint(-1, 2, (n, k), generator=gen)), torch.tensor([0.07])
+    kernel = tvm.tirx.build(dot_product_kernel(n, k, packed.shape[1], isa, "k"),
+                            target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))["k"]
+    out = torch.empty(5, n)
+    kernel(x, packed, scale, out)
+    torch.testing.assert_close(out, ternary_linear(x, packed, scale, k), rtol=1e-5, atol=1e-5)

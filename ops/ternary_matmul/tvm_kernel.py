@@ -57,15 +57,44 @@ def ternary_linear_te(x: te.Tensor, w_packed: te.Tensor, w_scale: te.Tensor, in_
 
 @dataclass(frozen=True)
 class DotInstruction:
-    vector_bytes: int  # int8 lanes per instruction
+    """How one accumulator step ``acc += sum over groups of 4 bytes of u8 codes * s8 activations`` is emitted."""
+
+    vector_bytes: int  # int8 lanes per step
     accumulator_lanes: int  # int32 lanes
-    llvm_intrinsic: str
+
+    def update(self, acc, codes, activations):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FusedDot(DotInstruction):
+    """One instruction does it all (AVX-512 VNNI vpdpbusd, ARMv8.2 sdot)."""
+
+    llvm_intrinsic: str = ""
+
+    def update(self, acc, codes, activations):
+        return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(self.llvm_intrinsic), acc, codes, activations,
+                                       dtype=f"int32x{self.accumulator_lanes}")
+
+
+@dataclass(frozen=True)
+class Avx2Dot(DotInstruction):
+    """AVX2 has no 4-way dot product: pmaddubsw (u8 x s8 -> pairs summed to i16; codes <= 2 keep it from
+    saturating) then pmaddwd against ones (pairs of i16 -> i32)."""
+
+    def update(self, acc, codes, activations):
+        pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"), codes, activations,
+                                        dtype="int16x16")
+        quads = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs,
+                                        T.broadcast(T.int16(1), 16), dtype="int32x8")
+        return acc + quads
 
 
 # LLVM 22's vpdpbusd takes <64 x i8> operands (TVM's registered VNNI tensor intrinsic predates that and fails).
 DOT_INSTRUCTIONS = {
-    "avx512vnni": DotInstruction(64, 16, "llvm.x86.avx512.vpdpbusd.512"),
-    "dotprod": DotInstruction(16, 4, "llvm.aarch64.neon.sdot.v4i32.v16i8"),
+    "avx512vnni": FusedDot(64, 16, "llvm.x86.avx512.vpdpbusd.512"),
+    "dotprod": FusedDot(16, 4, "llvm.aarch64.neon.sdot.v4i32.v16i8"),
+    "avx2": Avx2Dot(32, 8),
 }
 ROWS_PER_TASK = 16
 
@@ -74,9 +103,9 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
     """PrimFunc(x float32 [M, K], w_packed uint8 [N, Kq], w_scale float32 [1], out float32 [M, N]), M symbolic."""
     ins = DOT_INSTRUCTIONS[isa]
     lanes, acc_lanes = ins.vector_bytes, ins.accumulator_lanes
+    update = ins.update
     k_padded = 4 * kq
     chunks = kq // lanes
-    acc_type = f"int32x{acc_lanes}"
     byte_type = f"int8x{lanes}"
     tasks = (n + ROWS_PER_TASK - 1) // ROWS_PER_TASK
 
@@ -124,15 +153,13 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
                                 acc[j, T.ramp(0, 1, acc_lanes)] = T.broadcast(T.int32(0), acc_lanes)
                             for c in range(chunks):
                                 for j in T.unroll(4):
-                                    acc[j, T.ramp(0, 1, acc_lanes)] = T.call_llvm_pure_intrin(
-                                        T.llvm_lookup_intrinsic_id(ins.llvm_intrinsic),
+                                    acc[j, T.ramp(0, 1, acc_lanes)] = update(
                                         acc[j, T.ramp(0, 1, acc_lanes)],
                                         T.reinterpret(T.bitwise_and(
                                             T.shift_right(w_packed[row, T.ramp(c * lanes, 1, lanes)],
                                                           T.broadcast(T.uint8(2 * j), lanes)),
                                             T.broadcast(T.uint8(3), lanes)), dtype=byte_type),
-                                        codes[t, T.ramp(j * kq + c * lanes, 1, lanes)],
-                                        dtype=acc_type)
+                                        codes[t, T.ramp(j * kq + c * lanes, 1, lanes)])
                             total[0] = 0
                             for lane in range(acc_lanes):
                                 total[0] = total[0] + acc[0, lane] + acc[1, lane] + acc[2, lane] + acc[3, lane]
