@@ -4,7 +4,6 @@ release (mamba_ssm config, wscale/wbias), `edgebit binarize`, `edgebit inspect`,
 import json
 
 import numpy as np
-import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import Mamba2Config, Mamba2ForCausalLM

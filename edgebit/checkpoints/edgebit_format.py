@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from edgebit.checkpoints.source import TensorSource
 from edgebit.errors import CheckpointError
-from edgebit.models.bimamba import BiMambaConfig, BiMambaForCausalLM, FBILinear
+from edgebit.models.bimamba import BiMambaConfig, BiMambaForCausalLM
 from edgebit.models.bitnet import BitNetConfig, BitNetForCausalLM
 from edgebit.packing import pack_base3, pack_planar, planar_columns, unpack_base3
 
