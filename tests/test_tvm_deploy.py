@@ -33,6 +33,7 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoints(workdir):
     return {"packed-bitlinear": write_packed(workdir / "packed", SHAPE, "bitlinear", seed=21),
+            "packed-autobitlinear": write_packed(workdir / "auto", TinyShape(), "autobitlinear", seed=23),
             "unpacked": write_unpacked(workdir / "unpacked", TinyShape(), seed=22)}
 
 
@@ -70,14 +71,17 @@ def test_device_logits_agree_with_transformers(workdir, checkpoints, input_ids, 
     assert result.passed, result.describe()
 
 
-@pytest.mark.parametrize("target", ["x86_64", "arm64"])
-def test_unpacked_checkpoint_on_device(workdir, checkpoints, target):
+@pytest.mark.parametrize("checkpoint,target", [("unpacked", "x86_64"), ("unpacked", "arm64"),
+                                               ("packed-autobitlinear", "riscv64")])
+def test_other_hf_layouts_on_device(workdir, checkpoints, checkpoint, target):
+    """The unpacked (quantized at load) and the multiplying-scale (autobitlinear) layouts, tied embeddings."""
     ids = np.random.default_rng(6).integers(0, 101, (1, 9), dtype=np.int64)
     np.save(workdir / "ids101.npy", ids)
-    bundle = bundle_for(workdir, checkpoints, "unpacked", target)
+    bundle = bundle_for(workdir, checkpoints, checkpoint, target)
     logits = run_on_device(workdir, bundle, DEVICES[target], workdir / "ids101.npy")
-    reference = transformers_logits(checkpoints["unpacked"], torch.from_numpy(ids)).numpy()
-    assert compare_logits(logits, reference).passed
+    reference = transformers_logits(checkpoints[checkpoint], torch.from_numpy(ids)).numpy()
+    result = compare_logits(logits, reference)
+    assert result.passed, result.describe()
 
 
 @pytest.mark.parametrize("target", list(DEVICES))
