@@ -61,7 +61,7 @@ def model_config(config: dict, hidden_act: str | None = None, rope_default: floa
         raise CheckpointError(f"config.json: {exc}")
 
 
-def _set_hf_projection(layer: TernaryLinear, name: str, source: TensorSource, quantization: dict) -> None:
+def _set_hf_projection(layer: TernaryLinear, name: str, source: TensorSource, quantization: dict) -> str:
     weight = source.tensors.get(f"{name}.weight")
     out_f, in_f = layer.out_features, layer.in_features
     divides = quantization.get("linear_class", "bitlinear") != "autobitlinear"
@@ -81,22 +81,33 @@ def _set_hf_projection(layer: TernaryLinear, name: str, source: TensorSource, qu
             codes, scale = quantize_weights(latent)
             divides = False  # absmean gamma is multiplicative by definition
     layer.set_ternary(codes, 1.0 / scale if divides else scale)
+    return f"{name}.weight"
 
 
-def _fill(model: BitNetForCausalLM, source: TensorSource, set_projection, norm_names: dict[str, str]) -> None:
-    for name, layer in model.ternary_layers().items():
-        set_projection(layer, f"model.{name}")
-        source.check_ternary(f"model.{name}.weight", layer)
+def fill_bitnet(model: BitNetForCausalLM, source: TensorSource, set_projection, stored_name) -> None:
+    """Load every tensor of ``model`` from ``source``, whatever the layout.
+
+    ``set_projection(layer, name)`` packs the ternary projection ``name`` and returns the stored tensor it read
+    (for messages); every other tensor of the model is read from ``stored_name(name)``.
+    """
+    ternary = model.ternary_layers()
+    for name, layer in ternary.items():
+        source.check_ternary(set_projection(layer, name), layer)
     state = {}
     for name, param in model.state_dict().items():
-        if name.rsplit(".", 1)[0] in model.ternary_layers():
+        if name.rsplit(".", 1)[0] in ternary:
             state[name] = param
-            continue
-        stored = "lm_head.weight" if name == "lm_head.weight" else f"model.{name}"
-        for ours, theirs in norm_names.items():
-            stored = stored.replace(ours, theirs)
-        state[name] = source.take(stored, tuple(param.shape)).float()
+        else:
+            state[name] = source.take(stored_name(name), tuple(param.shape)).float()
     model.load_state_dict(state)
+
+
+def _hf_name(name: str, renames: dict[str, str] | None = None) -> str:
+    """Our tensor name -> the HF checkpoint's (``model.`` prefix, untied ``lm_head`` at the top, renamed sub-norms)."""
+    stored = name if name == "lm_head.weight" else f"model.{name}"
+    for ours, theirs in (renames or {}).items():
+        stored = stored.replace(ours, theirs)
+    return stored
 
 
 def load_hf_bitnet(config: dict, source: TensorSource) -> BitNetForCausalLM:
@@ -106,16 +117,18 @@ def load_hf_bitnet(config: dict, source: TensorSource) -> BitNetForCausalLM:
     if quantization.get("use_rms_norm"):
         raise CheckpointError("quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported")
     model = BitNetForCausalLM(model_config(config))
-    _fill(model, source, lambda layer, name: _set_hf_projection(layer, name, source, quantization), {})
+    fill_bitnet(model, source, lambda layer, name: _set_hf_projection(layer, f"model.{name}", source, quantization),
+                _hf_name)
     return model
 
 
 def load_1bitllm(config: dict, source: TensorSource) -> BitNetForCausalLM:
     model = BitNetForCausalLM(model_config(config, hidden_act=None, rope_default=10000.0))
 
-    def set_latent(layer: TernaryLinear, name: str) -> None:
-        latent = source.take(f"{name}.weight", (layer.out_features, layer.in_features)).float()
-        layer.set_ternary(*quantize_weights(latent))
+    def set_latent(layer: TernaryLinear, name: str) -> str:
+        stored = f"model.{name}.weight"
+        layer.set_ternary(*quantize_weights(source.take(stored, (layer.out_features, layer.in_features)).float()))
+        return stored
 
-    _fill(model, source, set_latent, ONEBITLLM_SUBNORMS)
+    fill_bitnet(model, source, set_latent, lambda name: _hf_name(name, ONEBITLLM_SUBNORMS))
     return model

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from edgebit.checkpoints.bitnet_hf import fill_bitnet
 from edgebit.checkpoints.source import TensorSource
 from edgebit.errors import CheckpointError
 from edgebit.models.bimamba import BiMambaConfig, BiMambaForCausalLM
@@ -133,24 +134,19 @@ def _load_bitnet(config: dict, source: TensorSource) -> BitNetForCausalLM:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source.directory}/config.json: invalid model config ({exc})")
     model = BitNetForCausalLM(model_config)
-    for name, layer in model.ternary_layers().items():
+
+    def set_projection(layer, name: str) -> str:
         out_f, in_f = layer.out_features, layer.in_features
         scale = source.take(f"{name}.w_scale", (1,))
         if encoding == "planar2":
-            packed = source.take(f"{name}.w_packed", (out_f, planar_columns(in_f)))
-            layer.set_packed(packed, scale)
-        else:
-            packed = source.take(f"{name}.w_base3", (out_f, -(-in_f // 5)))
-            try:
-                layer.set_ternary(unpack_base3(packed, in_f), scale)
-            except ValueError as exc:
-                raise CheckpointError(f"{source.directory}: tensor {name}.w_base3: {exc}")
-        source.check_ternary(name, layer)
-    state = {}
-    for name, param in model.state_dict().items():
-        if name.rsplit(".", 1)[0] in model.ternary_layers():
-            state[name] = param
-        else:
-            state[name] = source.take(name, tuple(param.shape)).to(torch.float32)
-    model.load_state_dict(state)
+            layer.set_packed(source.take(f"{name}.w_packed", (out_f, planar_columns(in_f))), scale)
+            return f"{name}.w_packed"
+        packed = source.take(f"{name}.w_base3", (out_f, -(-in_f // 5)))
+        try:
+            layer.set_ternary(unpack_base3(packed, in_f), scale)
+        except ValueError as exc:
+            raise CheckpointError(f"{source.directory}: tensor {name}.w_base3: {exc}")
+        return f"{name}.w_base3"
+
+    fill_bitnet(model, source, set_projection, lambda name: name)
     return model
