@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         compiled = compile_model(ours.eval(), target, max_seq_len=64, out_dir=Path(work))
         step = load_for_host(compiled)
-        states = [tvm.runtime.tensor(np.zeros(s, dtype=np.float32)) for s in compiled.state_shapes]
+        states = [tvm.runtime.tensor(np.zeros(s, dtype=np.float32)) for s in compiled.graph.state_shapes]
         token = np.array([[1]], dtype=np.int64)
 
         def edgebit_step():

@@ -165,8 +165,8 @@ def model_table(layers: int, prompt: int, decode_steps: int) -> list[dict]:
         compiled = compile_model(model, target, max_seq_len=prompt + decode_steps + 8, out_dir=Path(work))
         compile_s = time.perf_counter() - start
         del model
-        (Path(work) / "info.json").write_text(json.dumps({"cache_shape": compiled.state_shapes[0],
-                                                           "max_seq_len": compiled.max_seq_len,
+        (Path(work) / "info.json").write_text(json.dumps({"cache_shape": compiled.graph.state_shapes[0],
+                                                           "max_seq_len": compiled.graph.max_seq_len,
                                                            "bytes_per_token": bytes_per_token}))
         for threads in (1, 2):
             env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}

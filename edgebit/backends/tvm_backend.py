@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from edgebit.models.bimamba import FBILinear
-from edgebit.models.bimamba_static import BiMambaStep
 from edgebit.models.bitnet import TernaryLinear
-from edgebit.models.bitnet_static import StaticCacheStep
+from edgebit.step_graph import StepGraph, step_graph
 from edgebit.targets import Target
 
 PACKED_BUFFERS = {TernaryLinear: ("w_packed", "w_scale"), FBILinear: ("w_signs",)}
@@ -136,31 +135,14 @@ def _converters(target: Target):
 class CompiledModel:
     library: Path
     weights: Path
-    state_shapes: list[tuple[int, ...]]  # recurrent inputs = outputs after the logits (KV caches, SSM states)
-    takes_position: bool  # whether ``main`` takes the absolute position of the first token
-    max_seq_len: int
+    graph: StepGraph
+
+    @property
+    def takes_position(self) -> bool:
+        return self.graph.takes_position
 
     def runner_conf(self) -> str:
-        """model.conf for the device runner."""
-        lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}"]
-        lines += [f"state {' '.join(map(str, shape))}" for shape in self.state_shapes]
-        return "\n".join(lines) + "\n"
-
-
-def _step_graph(model, max_seq_len: int):
-    """(module, example inputs, dynamic shapes, state shapes, takes position) of a model's exported step."""
-    from torch.export import Dim
-
-    tokens = Dim("tokens", min=1, max=max_seq_len)
-    ids = torch.zeros(1, 2, dtype=torch.long)
-    if model.family == "bimamba":
-        step = BiMambaStep(model).eval()
-        conv, ssm = step.empty_state()
-        return step, (ids, conv, ssm), ({1: tokens}, None, None), [step.conv_shape, step.ssm_shape], False
-    step = StaticCacheStep(model, max_seq_len).eval()
-    k_cache, v_cache = step.empty_cache()
-    example = (ids, torch.zeros(1, dtype=torch.long), k_cache, v_cache)
-    return step, example, ({1: tokens}, None, None, None), [step.cache_shape, step.cache_shape], True
+        return self.graph.runner_conf()
 
 
 def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> CompiledModel:
@@ -170,9 +152,9 @@ def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> Com
     from tvm.relax.frontend.torch import from_exported_program
     from tvm.support.cc import cross_compiler
 
-    step, example, dynamic, state_shapes, takes_position = _step_graph(_weights_as_parameters(model), max_seq_len)
+    graph = step_graph(_weights_as_parameters(model), max_seq_len)
     with torch.no_grad():
-        exported = torch.export.export(step, example, dynamic_shapes=dynamic)
+        exported = torch.export.export(graph.module, graph.example, dynamic_shapes=graph.dynamic_shapes)
     # Without decomposition the head stays one aten.linear node, which _converters maps to the dense kernel.
     module = from_exported_program(exported, keep_params_as_input=True, run_ep_decomposition=False,
                                    custom_convert_map=_converters(target))
@@ -190,7 +172,7 @@ def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> Com
     # Zero-padded indices make the names sort into argument order (the device runner relies on it).
     tvm.runtime.save_param_dict_to_file(
         {f"{i:04d}:{name}": tensor for i, (name, tensor) in enumerate(zip(names, params["main"]))}, str(weights))
-    return CompiledModel(library, weights, [tuple(s) for s in state_shapes], takes_position, max_seq_len)
+    return CompiledModel(library, weights, graph)
 
 
 RISCV_OP_V = 0x57  # major opcode of RVV arithmetic and vsetvl* instructions

@@ -18,6 +18,7 @@ from edgebit.targets import Target
 from edgebit.tvm_runtime_libs import runtime_libraries
 
 RUNNER_SOURCE = Path(__file__).parent / "runner.cc"
+DRIVER_HEADER = Path(__file__).parent / "runner_driver.h"  # shared by every runtime's runner
 RUNNER_NAME = "edgebit-runner"
 
 
@@ -33,7 +34,7 @@ def build_runner(target: Target) -> Path:
     if shutil.which(target.cxx) is None:
         raise EdgebitError(missing_tool_message(target.cxx))
     libraries = runtime_libraries(target)
-    digest = hashlib.sha256(RUNNER_SOURCE.read_bytes() + target.cxx.encode()
+    digest = hashlib.sha256(RUNNER_SOURCE.read_bytes() + DRIVER_HEADER.read_bytes() + target.cxx.encode()
                             + b"".join(p.read_bytes()[:4096] for p in libraries)).hexdigest()[:16]
 
     def build(staging: Path) -> None:
