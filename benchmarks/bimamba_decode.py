@@ -64,7 +64,7 @@ def main() -> None:
     target = dataclasses.replace(base, features=features, tvm={**base.tvm, "mcpu": mcpu})
     with tempfile.TemporaryDirectory() as work:
         compiled = compile_model(ours.eval(), target, max_seq_len=64, out_dir=Path(work))
-        step = load_for_host(compiled)
+        step = load_for_host(compiled.library, compiled.weights, compiled.takes_position)
         states = [tvm.runtime.tensor(np.zeros(s, dtype=np.float32)) for s in compiled.graph.state_shapes]
         token = np.array([[1]], dtype=np.int64)
 

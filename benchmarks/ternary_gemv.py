@@ -119,11 +119,10 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
     import numpy as np
     import tvm
 
-    from edgebit.backends.tvm_backend import CompiledModel, load_for_host
+    from edgebit.backends.tvm_backend import load_for_host
 
     conf = json.loads((library_dir / "info.json").read_text())
-    step = load_for_host(CompiledModel(library_dir / "model.so", library_dir / "weights.params",
-                                       [tuple(conf["cache_shape"])] * 2, True, conf["max_seq_len"]))
+    step = load_for_host(library_dir / "model.so", library_dir / "weights.params", takes_position=True)
     zeros = lambda: tvm.runtime.tensor(np.zeros(conf["cache_shape"], dtype=np.float32))
     ids = np.random.default_rng(0).integers(0, 128256, (1, prompt), dtype=np.int64)
 

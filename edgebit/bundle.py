@@ -1,6 +1,9 @@
 """The bundle: a directory with everything a device needs, described by ``manifest.json``.
 
-This module is the only place that knows file names inside a bundle. A bundle is written into a temporary
+This module is the only place that knows file names inside a bundle. Each runtime (TVM, ONNX Runtime custom and
+portable forms, ExecuTorch) has its own directory ``runtimes/<name>/`` with its model file, ``model.conf``, its
+device runner ``bin/edgebit-runner`` and the libraries in ``lib/``; the tokenizer and the reference vectors are
+shared. A bundle is written into a temporary
 directory beside its destination and renamed into place at the end, so a failed export leaves nothing behind.
 ``manifest.json`` records the format version, the model, the target, the runtime, the edgebit version and the
 sha256 of every other file; :meth:`Bundle.verify` checks them before anything runs.
@@ -19,14 +22,11 @@ from edgebit import __version__
 from edgebit.checkpoints.files import sha256_of
 from edgebit.errors import EdgebitError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
-MODEL_LIBRARY = "model.so"
-MODEL_CONF = "model.conf"
-WEIGHTS = "weights.params"  # TVM parameter format, names sort into argument order
 TOKENIZER = "tokenizer.json"
-RUNNER = "bin/edgebit-runner"
-LIBRARY_DIR = "lib"
+RUNTIMES_DIR = "runtimes"
+RUNNER = "bin/edgebit-runner"  # inside a runtime directory; same command line for every runtime
 REFERENCE_INPUTS = "reference/input_ids.npy"
 REFERENCE_LOGITS = "reference/logits.npy"
 
@@ -77,6 +77,11 @@ class BundleWriter:
             self.abort()
 
 
+def runtime_dir(runtime: str) -> str:
+    """The directory of ``runtime`` inside a bundle."""
+    return f"{RUNTIMES_DIR}/{runtime}"
+
+
 @dataclass
 class Bundle:
     root: Path
@@ -105,6 +110,20 @@ class Bundle:
     @property
     def debian_arch(self) -> str:
         return self.manifest["target"]["debian_arch"]
+
+    @property
+    def runtimes(self) -> list[str]:
+        """The runtimes this bundle carries, in the order they were exported."""
+        return list(self.manifest["runtimes"])
+
+    def check_runtime(self, runtime: str | None) -> str:
+        """``runtime`` if the bundle has it (None: the first one), else a user error naming what it has."""
+        if runtime is None:
+            return self.runtimes[0]
+        if runtime not in self.manifest["runtimes"]:
+            raise BundleError(f"{self.root} has no {runtime!r} runtime (it has {', '.join(self.runtimes)}); "
+                              f"export with --runtime {runtime}")
+        return runtime
 
     def file(self, relative: str) -> Path:
         return self.root / relative

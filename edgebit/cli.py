@@ -107,12 +107,14 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
              temperature: float = typer.Option(0.8, min=0.0, help="0 for greedy decoding (host only; devices "
                                                "decode greedily)"),
              top_k: int = typer.Option(40, "--top-k", min=0), seed: int = typer.Option(0),
+             runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="which of the bundle's runtimes "
+                                                   "(default: its first)"),
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device)."""
     from edgebit.generate import Sampling, generate_text, load_tokenizer
 
     if device is not None:
-        _generate_on_device(Path(model), device, prompt, max_new_tokens)
+        _generate_on_device(Path(model), device, prompt, max_new_tokens, runtime)
         return
     tokenizer = load_tokenizer(resolve_model(model))
     loaded = _load(model, allow_pickle, sha256)
@@ -120,7 +122,8 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
     console.print(f"[bold]{prompt}[/bold]{text}", highlight=False)
 
 
-def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tokens: int) -> None:
+def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tokens: int,
+                        runtime: Optional[str]) -> None:
     from edgebit.bundle import TOKENIZER, Bundle
     from edgebit.deploy import DeviceSession
     from edgebit.devices import open_device
@@ -130,12 +133,13 @@ def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tok
     if not bundle.has(TOKENIZER):
         raise EdgebitError(f"{bundle_dir}: the bundle has no tokenizer; use `edgebit run` with token ids")
     tokenizer = load_tokenizer(bundle.root)
+    runtime = bundle.check_runtime(runtime)
     with DeviceSession(bundle, open_device(device_spec, bundle.target)) as session:
-        ids = session.generate(tokenizer.encode(prompt).ids, new_tokens)
+        ids = session.generate(tokenizer.encode(prompt).ids, new_tokens, runtime)
         timings = session.timings
     console.print(f"[bold]{prompt}[/bold]{tokenizer.decode(ids)}", highlight=False)
     if timings.get("decode_seconds"):
-        console.print(f"[dim]{session.device.describe()}: prefill {timings['prefill_tokens']} tokens in "
+        console.print(f"[dim]{runtime} on {session.device.describe()}: prefill {timings['prefill_tokens']} tokens in "
                       f"{timings['prefill_seconds']:.3f} s, decode {timings['decode_tokens'] / timings['decode_seconds']:.1f}"
                       " tokens/s (emulated devices are slow)[/dim]")
 
@@ -215,8 +219,10 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
            output: Optional[Path] = typer.Option(None, "-o", "--output", help="bundle directory "
                                                  "(default: MODEL-TARGET.bundle)"),
            max_seq_len: int = typer.Option(256, "--max-seq-len", min=8, help="KV cache length on the device"),
+           runtime: list[str] = typer.Option(["tvm"], "--runtime", "-r", help="tvm, onnx-custom, onnx-portable, "
+                                             "executorch, onnx (both ONNX forms) or all (repeatable)"),
            allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
-    """Compile a checkpoint for a target through TVM into a bundle (written atomically)."""
+    """Export a checkpoint for a target into a bundle (written atomically), for one or more runtimes."""
     from edgebit.export import StageTimer, export_bundle
     from edgebit.targets import resolve_target
 
@@ -225,21 +231,24 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
     output = output or Path(f"{source.name}-{resolved.name}.bundle")
     timer = StageTimer(lambda name, seconds: console.print(f"  [green]done[/green] {name:<40} {seconds:7.2f} s"))
     console.print(f"exporting {source} for {resolved.name} -> {output}")
-    bundle = export_bundle(source, resolved, output, max_seq_len, allow_pickle, _parse_pins(sha256), timer)
+    skipped = lambda name, reason: console.print(f"  [yellow]skipped[/yellow] {name}: {reason}")
+    bundle = export_bundle(source, resolved, output, max_seq_len, allow_pickle, _parse_pins(sha256), timer,
+                           runtime, skipped)
     size = sum(bundle.file(f).stat().st_size for f in bundle.manifest["files"])
     console.print(f"wrote {output} ({len(bundle.manifest['files'])} files, {size / 1e6:.1f} MB) in "
                   f"{sum(timer.timings.values()):.1f} s")
 
 
 DeviceOpt = typer.Option("qemu", "--device", "-d", help="local, qemu (emulates the bundle's target) or qemu:TARGET")
-ThreadsOpt = typer.Option(1, "--threads", min=1, help="TVM worker threads on the device")
+ThreadsOpt = typer.Option(1, "--threads", min=1, help="worker threads on the device")
+RuntimeOpt = typer.Option(None, "--runtime", "-r", help="one of the bundle's runtimes (default: its first)")
 
 
 @app.command()
 def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
         input: Path = typer.Option(..., "--input", "-i", help="int64 token ids [B, T] (.npy)"),
         output: Path = typer.Option(..., "--output", "-o", help="float32 logits [B, T, V] (.npy)"),
-        threads: int = ThreadsOpt) -> None:
+        threads: int = ThreadsOpt, runtime: Optional[str] = RuntimeOpt) -> None:
     """Run a bundle on a device: token ids in, logits out."""
     import numpy as np
 
@@ -254,47 +263,110 @@ def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit expor
     if ids.dtype.kind not in "iu" or ids.ndim != 2:
         raise EdgebitError(f"{input}: expected an integer array [B, T], got {ids.dtype} {list(ids.shape)}")
     opened = Bundle.open(bundle)
+    runtime = opened.check_runtime(runtime)
     vocab = opened.manifest["model"]["config"]["vocab_size"]
     if ids.size and (ids.min() < 0 or ids.max() >= vocab):
         raise EdgebitError(f"{input}: token ids must be in [0, {vocab}) for this model")
     with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
-        logits = session.logits(ids.astype(np.int64))
+        logits = session.logits(ids.astype(np.int64), runtime)
     np.save(output, logits)
-    console.print(f"wrote {output}: float32 {list(logits.shape)}")
+    console.print(f"wrote {output}: float32 {list(logits.shape)} ({runtime})")
 
 
 @app.command()
 def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
-             as_json: bool = typer.Option(False, "--json", help="print JSON"), threads: int = ThreadsOpt) -> None:
-    """Run the bundle's reference vectors on a device and compare with the host (the BitNet agreement bound)."""
-    from edgebit.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
+             as_json: bool = typer.Option(False, "--json", help="print JSON"), threads: int = ThreadsOpt,
+             runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="validate only these of the "
+                                                          "bundle's runtimes (default: all of them)")) -> None:
+    """Run the bundle's reference vectors on a device through each of its runtimes and compare with the host."""
     from edgebit.bundle import Bundle
     from edgebit.deploy import DeviceSession, validate as run_validation
     from edgebit.devices import open_device
 
     opened = Bundle.open(bundle)
+    chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
     with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
-        report = run_validation(session)
+        reports = [run_validation(session, r) for r in chosen]
         where = session.device.describe()
     if as_json:
-        print(json.dumps({"bundle": str(bundle), "device": where, **report.to_dict()}, indent=2))
+        print(json.dumps({"bundle": str(bundle), "device": where, "passed": all(r.passed for r in reports),
+                          "runtimes": [r.to_dict() for r in reports]}, indent=2))
     else:
-        a = report.agreement
-        table = Table("metric", "value", "bound", "", title=f"{bundle} on {where}")
-        mark = lambda ok: "[green]ok[/green]" if ok else "[red]FAIL[/red]"
-        table.add_row("cosine similarity", f"{a.cosine:.7f}", f">= {MIN_COSINE}", mark(a.cosine >= MIN_COSINE))
-        bound = MAX_ABS_ERROR_FRACTION * a.max_abs_logit
-        table.add_row("max abs error", f"{a.max_abs_error:.3g}", f"<= {bound:.3g}", mark(a.max_abs_error <= bound))
-        table.add_row("top-1 agreement", f"{a.top1_agreement:.2%}", "argmax equal where margin is clear",
-                      mark(a.clear_margin_mismatches == 0))
-        table.add_row("perplexity (host -> device)", f"{report.reference_perplexity:.3f} -> "
-                      f"{report.device_perplexity:.3f}", f"delta {report.perplexity_delta:+.2g}", "")
-        table.add_row("device time", f"{report.timings.get('wall_seconds', 0):.2f} s", "", "")
-        console.print(table)
-    if not report.passed:
-        print(f"edgebit: error: {bundle} on {where} misses the accuracy bound: {report.agreement.describe()}",
-              file=sys.stderr)
+        console.print(_validation_table(f"{bundle} on {where}", reports))
+    failed = [r for r in reports if not r.passed]
+    if failed:
+        print(f"edgebit: error: {bundle} on {where} misses the accuracy bound with "
+              + "; ".join(f"{r.runtime}: {r.agreement.describe()}" for r in failed), file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _validation_table(title: str, reports) -> Table:
+    """Runtime x metric, each metric with its bound and a pass mark."""
+    from edgebit.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
+
+    mark = lambda ok: "[green]ok[/green]" if ok else "[red]FAIL[/red]"
+    table = Table("runtime", "cosine", "max abs error", "bound", "top-1", "perplexity host -> device", "time",
+                  "result", title=title,
+                  caption=f"bounds: cosine >= {MIN_COSINE}, max abs error <= {MAX_ABS_ERROR_FRACTION:.0%} of max "
+                          "|logit|, same argmax wherever the top-2 margin is clear")
+    for r in reports:
+        a = r.agreement
+        bound = MAX_ABS_ERROR_FRACTION * a.max_abs_logit
+        table.add_row(r.runtime, f"{a.cosine:.7f}", f"{a.max_abs_error:.3g}", f"{bound:.3g}",
+                      f"{a.top1_agreement:.1%}", f"{r.reference_perplexity:.3f} -> {r.device_perplexity:.3f}",
+                      f"{r.timings.get('wall_seconds', 0):.2f} s", mark(r.passed))
+    return table
+
+
+@app.command()
+def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
+          threads: int = ThreadsOpt, prompt_tokens: int = typer.Option(32, "--prompt-tokens", min=1),
+          new_tokens: int = typer.Option(32, "--new-tokens", min=2),
+          repeats: int = typer.Option(3, "--repeats", min=1, help="runs per runtime; the median is shown"),
+          runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="only these runtimes"),
+          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Prefill and decode tokens/s of each of the bundle's runtimes on a device, side by side (medians)."""
+    from edgebit.bundle import Bundle
+    from edgebit.deploy import DeviceSession, measure_speed
+    from edgebit.devices import open_device
+
+    opened = Bundle.open(bundle)
+    chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
+    max_seq_len = opened.manifest["model"]["max_seq_len"]
+    if prompt_tokens + new_tokens > max_seq_len:
+        raise EdgebitError(f"--prompt-tokens + --new-tokens must fit the bundle's max_seq_len ({max_seq_len})")
+    with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
+        speeds = [measure_speed(session, r, prompt_tokens, new_tokens, repeats) for r in chosen]
+        where = session.device.describe()
+    if as_json:
+        print(json.dumps({"bundle": str(bundle), "device": where, "threads": threads,
+                          "runtimes": [s.__dict__ for s in speeds]}, indent=2))
+        return
+    fastest = max(s.decode_tokens_per_s for s in speeds)
+    table = Table("runtime", "prefill tokens/s", "decode tokens/s", "decode vs fastest",
+                  title=f"{bundle} on {where}, {threads} thread(s), median of {repeats}")
+    for s in speeds:
+        table.add_row(s.runtime, f"{s.prefill_tokens_per_s:.1f}", f"{s.decode_tokens_per_s:.1f}",
+                      f"{s.decode_tokens_per_s / fastest:.2f}x")
+    console.print(table)
+
+
+@app.command("support-matrix")
+def support_matrix(markdown: bool = typer.Option(False, "--markdown", help="print the README's Markdown table"),
+                   as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Which runtime runs which model family on which target (computed from the backends, not written by hand)."""
+    from edgebit.support import matrix_markdown, matrix_rows
+
+    rows = matrix_rows()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif markdown:
+        print(matrix_markdown(rows), end="")
+    else:
+        table = Table("target", "runtime", "bitnet", "bimamba")
+        for row in rows:
+            table.add_row(row["target"], row["runtime"], *(row[f] or "[green]yes[/green]" for f in ("bitnet", "bimamba")))
+        console.print(table)
 
 
 def main() -> None:

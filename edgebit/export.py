@@ -1,7 +1,8 @@
 """``edgebit export``: checkpoint -> bundle for one target, in named, timed stages.
 
-Stages: load the checkpoint, compute reference vectors on the host, lower and compile through TVM, fetch the
-target's runtime libraries, build the device runner, then write the bundle atomically (bundle.BundleWriter).
+Stages: load the checkpoint, compute reference vectors on the host, build each requested runtime's directory
+(edgebit.backends: TVM, ONNX Runtime, ExecuTorch: model file, device runner, libraries), then write the bundle
+atomically (bundle.BundleWriter).
 """
 
 from __future__ import annotations
@@ -40,17 +41,35 @@ class StageTimer:
 
 def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
                   allow_pickle: bool = False, sha256: dict[str, str] | None = None,
-                  timer: StageTimer | None = None) -> bundle_format.Bundle:
-    from edgebit.backends.tvm_backend import compile_model
+                  timer: StageTimer | None = None, runtimes: list[str] | None = None,
+                  skipped: Callable[[str, str], None] | None = None) -> bundle_format.Bundle:
+    """Export ``model_dir`` for ``target`` with each runtime in ``runtimes`` (names or groups, default tvm).
+
+    A runtime that cannot serve this model on this target is an error when asked for by name; with a group
+    (``all``, ``onnx``) it is skipped and reported to ``skipped(runtime, reason)``.
+    """
+    from edgebit import backends
     from edgebit.generate import TOKENIZER_FILE, load_tokenizer
     from edgebit.reference import host_logits, reference_inputs
-    from edgebit.runtime.build import build_runner
-    from edgebit.tvm_runtime_libs import runtime_libraries
 
     timer = timer or StageTimer()
+    requested = runtimes or ["tvm"]
+    candidates = backends.resolve_runtimes(requested)  # unknown names fail before any work
     model_dir = Path(model_dir)
     with timer.stage("load checkpoint"):
         model = load_checkpoint(model_dir, allow_pickle=allow_pickle, sha256=sha256)
+    chosen = []
+    for runtime in candidates:
+        reason = backends.unsupported_reason(runtime, target, model.family)
+        if reason is None:
+            chosen.append(runtime)
+        elif runtime in requested:
+            raise EdgebitError(f"runtime {runtime} cannot run {model.family} models on {target.name}: {reason}")
+        elif skipped is not None:
+            skipped(runtime, reason)
+    if not chosen:
+        raise EdgebitError(f"none of the runtimes {', '.join(requested)} supports {model.family} on {target.name}; "
+                           "see `edgebit support-matrix`")
     config = model.config
     tokenizer = load_tokenizer(model_dir) if (model_dir / TOKENIZER_FILE).is_file() else None
     with timer.stage("reference vectors (host PyTorch)"):
@@ -58,17 +77,15 @@ def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: in
         if inputs.shape[1] > max_seq_len:
             raise EdgebitError(f"--max-seq-len {max_seq_len} is shorter than the reference inputs")
         logits = host_logits(model, inputs)
-    with bundle_format.BundleWriter(output) as writer, tempfile.TemporaryDirectory() as work:
-        with timer.stage(f"TVM lower + compile ({target.name})"):
-            compiled = compile_model(model, target, max_seq_len, Path(work))
-        writer.add_file(compiled.library, bundle_format.MODEL_LIBRARY)
-        writer.add_file(compiled.weights, bundle_format.WEIGHTS)
-        writer.path(bundle_format.MODEL_CONF).write_text(compiled.runner_conf())
-        with timer.stage(f"runtime libraries ({target.debian_arch})"):
-            for library in runtime_libraries(target):
-                writer.add_file(library, f"{bundle_format.LIBRARY_DIR}/{library.name}")
-        with timer.stage("device runner (C++)"):
-            writer.add_file(build_runner(target), bundle_format.RUNNER)
+    runtime_info = {}
+    with bundle_format.BundleWriter(output) as writer:
+        for runtime in chosen:
+            backend = backends.backend(runtime)
+            with tempfile.TemporaryDirectory() as work, timer.stage(f"{runtime} ({target.name})"):
+                files = backend.build_runtime(runtime, model, target, max_seq_len, Path(work))
+                for relative, source in sorted(files.items()):
+                    writer.add_file(source, f"{bundle_format.runtime_dir(runtime)}/{relative}")
+            runtime_info[runtime] = {"version": backend.runtime_version(runtime)}
         if tokenizer is not None:
             writer.add_file(model_dir / TOKENIZER_FILE, bundle_format.TOKENIZER)
         np.save(writer.path(bundle_format.REFERENCE_INPUTS), inputs)
@@ -79,12 +96,6 @@ def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: in
                           "config": config.to_dict(), "max_seq_len": max_seq_len},
                 "target": {"name": target.name, "triple": target.triple, "debian_arch": target.debian_arch,
                            "features": list(target.features), "tvm": target.tvm_target_json()},
-                "runtime": {"name": "tvm", "version": _tvm_version()},
+                "runtimes": runtime_info,
                 "built_on": platform.machine(),
             })
-
-
-def _tvm_version() -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version("apache-tvm")

@@ -17,7 +17,7 @@ def make_bundle(root):
 def test_commit_lists_every_file_with_its_hash(tmp_path):
     bundle = make_bundle(tmp_path / "b")
     assert set(bundle.manifest["files"]) == {"model.so", "lib/libx.so"}
-    assert bundle.manifest["format_version"] == 1 and "edgebit_version" in bundle.manifest
+    assert bundle.manifest["format_version"] == 2 and "edgebit_version" in bundle.manifest
     bundle.verify()
 
 

@@ -88,8 +88,9 @@ def test_other_hf_layouts_on_device(workdir, checkpoints, checkpoint, target):
 def test_validate_passes_on_the_device(workdir, checkpoints, target):
     bundle = bundle_for(workdir, checkpoints, "packed-bitlinear", target)
     report = json.loads(run_cli("validate", bundle, "--device", DEVICES[target], "--json", check=True).stdout)
-    assert report["passed"] and report["cosine"] >= 0.9999
-    assert abs(report["perplexity_delta"]) < 1e-4 * report["reference_perplexity"]
+    assert report["passed"] and [r["runtime"] for r in report["runtimes"]] == ["tvm"]
+    tvm = report["runtimes"][0]
+    assert tvm["cosine"] >= 0.9999 and abs(tvm["perplexity_delta"]) < 1e-4 * tvm["reference_perplexity"]
 
 
 @pytest.mark.parametrize("target,feature,forbidden", [("arm64", "neon", "dotprod"), ("arm64-dotprod", "dotprod", None),
@@ -97,10 +98,10 @@ def test_validate_passes_on_the_device(workdir, checkpoints, target):
 def test_libraries_contain_the_isa_instructions(workdir, checkpoints, target, feature, forbidden):
     bundle = bundle_for(workdir, checkpoints, "packed-bitlinear", target)
     resolved = resolve_target(target)
-    counts = instruction_counts(bundle / "model.so", resolved)
+    counts = instruction_counts(bundle / "runtimes/tvm/model.so", resolved)
     assert counts[feature] > 0, counts
     if forbidden:  # plain ARMv8 (Raspberry Pi 4) has no dot product: sdot would be SIGILL there
-        text = __import__("subprocess").run([f"{resolved.cross_prefix}objdump", "-d", str(bundle / "model.so")],
+        text = __import__("subprocess").run([f"{resolved.cross_prefix}objdump", "-d", str(bundle / "runtimes/tvm/model.so")],
                                             capture_output=True, text=True).stdout
         assert " sdot" not in text and " udot" not in text
 
@@ -109,7 +110,7 @@ def test_avx512_target_uses_vnni_and_agrees_when_the_host_has_it(workdir, checkp
     from edgebit.host_cpu import cpu_flags
 
     bundle = bundle_for(workdir, checkpoints, "packed-bitlinear", "x86_64-avx512")
-    assert instruction_counts(bundle / "model.so", resolve_target("x86_64-avx512"))["avx512vnni"] > 0
+    assert instruction_counts(bundle / "runtimes/tvm/model.so", resolve_target("x86_64-avx512"))["avx512vnni"] > 0
     if "avx512_vnni" not in cpu_flags():
         pytest.skip("this CPU has no AVX-512 VNNI to run the bundle on")
     logits = run_on_device(workdir, bundle, "local", workdir / "ids.npy")
@@ -135,16 +136,16 @@ def tampered_copy(workdir, checkpoints, name):
 
 def test_validate_refuses_altered_weights(workdir, checkpoints):
     bundle = tampered_copy(workdir, checkpoints, "weights")
-    data = bytearray((bundle / "weights.params").read_bytes())
+    data = bytearray((bundle / "runtimes/tvm/weights.params").read_bytes())
     data[-3] ^= 0x01
-    (bundle / "weights.params").write_bytes(bytes(data))
+    (bundle / "runtimes/tvm/weights.params").write_bytes(bytes(data))
     assert_user_error(run_cli("validate", bundle, "--device", "qemu"), "weights.params", "sha256")
 
 
 def test_validate_refuses_manifest_hash_mismatch(workdir, checkpoints):
     bundle = tampered_copy(workdir, checkpoints, "manifest")
     manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["files"]["model.so"] = "f" * 64
+    manifest["files"]["runtimes/tvm/model.so"] = "f" * 64
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     assert_user_error(run_cli("validate", bundle, "--device", "qemu"), "model.so", "sha256")
 

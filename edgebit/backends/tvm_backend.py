@@ -26,6 +26,7 @@ from edgebit.models.bitnet import TernaryLinear
 from edgebit.step_graph import StepGraph, step_graph
 from edgebit.targets import Target
 
+RUNTIMES = ("tvm",)
 PACKED_BUFFERS = {TernaryLinear: ("w_packed", "w_scale"), FBILinear: ("w_signs",)}
 
 
@@ -175,6 +176,30 @@ def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> Com
     return CompiledModel(library, weights, graph)
 
 
+def unsupported_reason(runtime: str, target: Target, family: str) -> str | None:
+    return None  # every target and family
+
+
+def runtime_version(runtime: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("apache-tvm")
+
+
+def build_runtime(runtime: str, model, target: Target, max_seq_len: int, work: Path) -> dict[str, Path]:
+    """model.so, weights.params, model.conf, the C++ runner and the target's TVM runtime libraries."""
+    from edgebit.runtime.build import build_runner
+    from edgebit.tvm_runtime_libs import runtime_libraries
+
+    compiled = compile_model(model, target, max_seq_len, work)
+    conf = work / "model.conf"
+    conf.write_text(compiled.runner_conf())
+    files = {"model.so": compiled.library, "weights.params": compiled.weights, "model.conf": conf,
+             "bin/edgebit-runner": build_runner(target)}
+    files.update({f"lib/{library.name}": library for library in runtime_libraries(target)})
+    return files
+
+
 RISCV_OP_V = 0x57  # major opcode of RVV arithmetic and vsetvl* instructions
 
 INSTRUCTION_PATTERNS = {
@@ -203,18 +228,18 @@ def instruction_counts(library: Path, target: Target) -> dict[str, int]:
     return counts
 
 
-def load_for_host(compiled: CompiledModel):
+def load_for_host(library: Path, weights: Path, takes_position: bool):
     """Load a host-built library in-process (tests, benchmarks): returns ``step(ids, position, *states)``."""
     import tvm
     from tvm import relax
 
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(compiled.library)), tvm.cpu())
-    loaded = tvm.runtime.load_param_dict_from_file(str(compiled.weights))
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+    loaded = tvm.runtime.load_param_dict_from_file(str(weights))
     weights = [loaded[name] for name in sorted(loaded.keys())]
 
     def step(ids: np.ndarray, position: int, *states):
         inputs = [tvm.runtime.tensor(ids)]
-        if compiled.takes_position:
+        if takes_position:
             inputs.append(tvm.runtime.tensor(np.array([position], dtype=np.int64)))
         return tuple(vm["main"](*inputs, *states, *weights))
 
