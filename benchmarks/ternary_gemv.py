@@ -123,19 +123,19 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
 
     conf = json.loads((library_dir / "info.json").read_text())
     step = load_for_host(library_dir / "model.so", library_dir / "weights.params", takes_position=True)
-    zeros = lambda: tvm.runtime.tensor(np.zeros(conf["cache_shape"], dtype=np.float32))
+    zeros = lambda: [tvm.runtime.tensor(np.zeros(shape, dtype=np.float32)) for shape in conf["state_shapes"]]
     ids = np.random.default_rng(0).integers(0, 128256, (1, prompt), dtype=np.int64)
 
     def prefill():
-        return step(ids, 0, zeros(), zeros())
+        return step(ids, 0, *zeros())
 
     prefill_s = median_seconds(prefill, 3, warmup=1)
-    _, k, v = prefill()
+    _, *caches = prefill()
     token = np.array([[1]], dtype=np.int64)
     samples = []
     for i in range(decode_steps):
         start = time.perf_counter()
-        _, k, v = step(token, prompt + i, k, v)
+        _, *caches = step(token, prompt + i, *caches)
         samples.append(time.perf_counter() - start)
     decode_s = statistics.median(samples[1:])
     return {"threads": threads, "prefill_tokens_per_s": prompt / prefill_s, "decode_tokens_per_s": 1 / decode_s,
@@ -164,7 +164,7 @@ def model_table(layers: int, prompt: int, decode_steps: int) -> list[dict]:
         compiled = compile_model(model, target, max_seq_len=prompt + decode_steps + 8, out_dir=Path(work))
         compile_s = time.perf_counter() - start
         del model
-        (Path(work) / "info.json").write_text(json.dumps({"cache_shape": compiled.graph.state_shapes[0],
+        (Path(work) / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes,
                                                            "max_seq_len": compiled.graph.max_seq_len,
                                                            "bytes_per_token": bytes_per_token}))
         for threads in (1, 2):

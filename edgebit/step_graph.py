@@ -1,8 +1,8 @@
 """The one function every runtime backend exports: a model's recurrent ``step`` with explicit state.
 
-BitNet: ``step(tokens [1, T], position [1], k_cache, v_cache) -> (logits [1, T, V], k_cache, v_cache)``;
-Bi-Mamba: ``step(tokens [1, T], conv_state, ssm_state) -> (logits, conv_state, ssm_state)``. T is symbolic, so one
-graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
+BitNet: ``step(tokens [1, T], position [1], key_cache.0, value_cache.0, ...) -> (logits [1, T, V], caches...)``;
+Bi-Mamba: ``step(tokens [1, T], conv_state.0, ssm_state.0, ...) -> (logits, states...)``: one state tensor per layer
+and kind, each an input and the matching output. T is symbolic, so one graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ class StepGraph:
     module: torch.nn.Module
     example: tuple  # example inputs for torch.export
     dynamic_shapes: tuple
-    state_shapes: list[tuple[int, ...]]  # recurrent inputs = outputs after the logits (KV caches, SSM states)
+    state_names: list[str]  # recurrent inputs = outputs after the logits (KV caches, conv and SSM states)
+    state_shapes: list[tuple[int, ...]]
     takes_position: bool  # whether the step takes the absolute position of its first token
     max_seq_len: int
 
     @property
     def input_names(self) -> list[str]:
-        states = ["k_cache", "v_cache"] if self.takes_position else ["conv_state", "ssm_state"]
-        return ["tokens", *(["position"] if self.takes_position else []), *states]
+        return ["tokens", *(["position"] if self.takes_position else []), *self.state_names]
 
     @property
     def output_names(self) -> list[str]:
-        return ["logits", *(f"{name}_out" for name in self.input_names[-len(self.state_shapes):])]
+        return ["logits", *(f"{name}.out" for name in self.state_names)]
 
     def runner_conf(self) -> str:
         """model.conf for the device runners: input kinds, the longest sequence, one line per state shape."""
@@ -48,10 +48,11 @@ def step_graph(model, max_seq_len: int) -> StepGraph:
     ids = torch.zeros(1, 2, dtype=torch.long)
     if model.family == "bimamba":
         step = BiMambaStep(model).eval()
-        conv, ssm = step.empty_state()
-        return StepGraph(step, (ids, conv, ssm), ({1: tokens}, None, None), [step.conv_shape, step.ssm_shape],
-                         False, max_seq_len)
+        states = step.empty_state()
+        return StepGraph(step, (ids, *states), ({1: tokens}, tuple(None for _ in states)), step.state_names,
+                         [tuple(s.shape) for s in states], False, max_seq_len)
     step = StaticCacheStep(model, max_seq_len).eval()
-    k_cache, v_cache = step.empty_cache()
-    return StepGraph(step, (ids, torch.zeros(1, dtype=torch.long), k_cache, v_cache), ({1: tokens}, None, None, None),
-                     [step.cache_shape, step.cache_shape], True, max_seq_len)
+    caches = step.empty_cache()
+    return StepGraph(step, (ids, torch.zeros(1, dtype=torch.long), *caches),
+                     ({1: tokens}, None, tuple(None for _ in caches)), step.state_names,
+                     [tuple(c.shape) for c in caches], True, max_seq_len)

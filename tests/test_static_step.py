@@ -14,15 +14,14 @@ def test_prefill_and_decode_match_the_eager_model(tmp_path):
     step = StaticCacheStep(model, max_seq_len=20)
     ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(0))
     full = model(ids)
-    k, v = step.empty_cache()
-    logits, k, v = step(ids, torch.tensor([0]), k, v)
+    logits, *_ = step(ids, torch.tensor([0]), *step.empty_cache())
     torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
 
-    k, v = step.empty_cache()
-    prefill, k, v = step(ids[:, :5], torch.tensor([0]), k, v)
+    prefill, *caches = step(ids[:, :5], torch.tensor([0]), *step.empty_cache())
     outputs = [prefill]
     for t in range(5, 12):
-        out, k, v = step(ids[:, t:t + 1], torch.tensor([t]), k, v)
+        out, *caches = step(ids[:, t:t + 1], torch.tensor([t]), *caches)
         outputs.append(out)
     torch.testing.assert_close(torch.cat(outputs, dim=1), full, rtol=1e-5, atol=1e-5)
-    assert not k[:, :, :, 12:].any()  # slots past the last token stay empty
+    assert len(caches) == 2 * model.config.num_hidden_layers
+    assert all(not cache[:, :, 12:].any() for cache in caches)  # slots past the last token stay empty

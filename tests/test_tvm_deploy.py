@@ -34,7 +34,10 @@ def workdir(tmp_path_factory):
 def checkpoints(workdir):
     return {"packed-bitlinear": write_packed(workdir / "packed", SHAPE, "bitlinear", seed=21),
             "packed-autobitlinear": write_packed(workdir / "auto", TinyShape(), "autobitlinear", seed=23),
-            "unpacked": write_unpacked(workdir / "unpacked", TinyShape(), seed=22)}
+            "unpacked": write_unpacked(workdir / "unpacked", TinyShape(), seed=22),
+            # Kq 68 and 75: one full 64-byte VNNI step plus a tail
+            "wide": write_packed(workdir / "wide", TinyShape(vocab=96, hidden=272, intermediate=300, heads=4,
+                                                             kv_heads=2, tied=False), "bitlinear", seed=24)}
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +112,12 @@ def test_libraries_contain_the_isa_instructions(workdir, checkpoints, target, fe
 def test_avx512_target_uses_vnni_and_agrees_when_the_host_has_it(workdir, checkpoints, input_ids):
     from edgebit.host_cpu import cpu_flags
 
-    bundle = bundle_for(workdir, checkpoints, "packed-bitlinear", "x86_64-avx512")
+    bundle = bundle_for(workdir, checkpoints, "wide", "x86_64-avx512")
     assert instruction_counts(bundle / "runtimes/tvm/model.so", resolve_target("x86_64-avx512"))["avx512vnni"] > 0
     if "avx512_vnni" not in cpu_flags():
         pytest.skip("this CPU has no AVX-512 VNNI to run the bundle on")
     logits = run_on_device(workdir, bundle, "local", workdir / "ids.npy")
-    reference = transformers_logits(checkpoints["packed-bitlinear"], torch.from_numpy(input_ids)).numpy()
+    reference = transformers_logits(checkpoints["wide"], torch.from_numpy(input_ids)).numpy()
     assert compare_logits(logits, reference).passed
 
 

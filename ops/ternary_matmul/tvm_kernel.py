@@ -123,8 +123,8 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
             with T.sblock("quantize"):
                 T.reads(x[t, 0:k])
                 T.writes(codes[t, 0:k_padded], scale[t], code_sum[t])
-                amax = T.alloc_buffer((1,), "float32", scope="local")
-                total = T.alloc_buffer((1,), "int32", scope="local")
+                amax = T.alloc_buffer((1,), "float32")
+                total = T.alloc_buffer((1,), "int32")
                 amax[0] = T.float32(0)
                 for i in range(k):
                     amax[0] = T.max(amax[0], T.fabs(x[t, i]))
@@ -143,8 +143,8 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
                 T.reads(w_packed[task * ROWS_PER_TASK:task * ROWS_PER_TASK + ROWS_PER_TASK, 0:kq],
                         codes[0:m, 0:k_padded], code_sum[0:m], scale[0:m], w_scale[0])
                 T.writes(out[0:m, task * ROWS_PER_TASK:task * ROWS_PER_TASK + ROWS_PER_TASK])
-                acc = T.alloc_buffer((4, acc_lanes), "int32", scope="local")  # one accumulator per bit plane
-                total = T.alloc_buffer((1,), "int32", scope="local")
+                acc = T.alloc_buffer((4, acc_lanes), "int32")  # one accumulator per bit plane
+                total = T.alloc_buffer((1,), "int32")
                 for r in range(ROWS_PER_TASK):
                     for t in range(m):
                         if task * ROWS_PER_TASK + r < n:
@@ -160,9 +160,12 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
                                                           T.broadcast(T.uint8(2 * j), lanes)),
                                             T.broadcast(T.uint8(3), lanes)), dtype=byte_type),
                                         codes[t, T.ramp(j * kq + c * lanes, 1, lanes)])
+                            for j in T.unroll(1, 4):
+                                acc[0, T.ramp(0, 1, acc_lanes)] = (acc[0, T.ramp(0, 1, acc_lanes)]
+                                                                   + acc[j, T.ramp(0, 1, acc_lanes)])
                             total[0] = 0
                             for lane in range(acc_lanes):
-                                total[0] = total[0] + acc[0, lane] + acc[1, lane] + acc[2, lane] + acc[3, lane]
+                                total[0] = total[0] + acc[0, lane]
                             for b in range(chunks * lanes, kq):
                                 for j in range(4):
                                     total[0] = total[0] + T.Cast("int32", T.bitwise_and(

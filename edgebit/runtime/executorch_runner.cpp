@@ -1,0 +1,107 @@
+// edgebit's ExecuTorch device runner: the Module API runs model.pte's "forward" (the step graph of
+// edgebit/step_graph.py, symbolic token count), carrying the recurrent state (KV caches or conv + SSM states)
+// between steps; runner_driver.h does the files and the commands.
+//
+// Links only the ExecuTorch runtime libraries (no libtorch) and libedgebit_executorch_ops.so (the edgebit::
+// kernels), all found in $ORIGIN/../lib. Threads: EDGEBIT_NUM_THREADS (default 1) sizes ExecuTorch's shared thread
+// pool, which the XNNPACK delegate and the edgebit kernels both use.
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "runner_driver.h"
+
+// The wheel ships the thread pool library but not its header: the two entry points used here.
+namespace executorch::extension::threadpool {
+class ThreadPool {
+ public:
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+  size_t get_thread_count() const;
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
+namespace {
+
+using executorch::aten::ScalarType;
+using executorch::aten::SizesType;
+using executorch::extension::from_blob;
+using executorch::extension::Module;
+using executorch::runtime::EValue;
+using executorch::runtime::Error;
+
+const char* const kMethod = "forward";
+
+std::vector<SizesType> Sizes(const std::vector<int64_t>& shape) {
+  return std::vector<SizesType>(shape.begin(), shape.end());
+}
+
+void SetThreads() {
+  const char* value = std::getenv("EDGEBIT_NUM_THREADS");
+  const long threads = value && *value ? std::atol(value) : 1;
+  if (threads < 1) throw std::runtime_error("EDGEBIT_NUM_THREADS must be a positive integer");
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  if (pool != nullptr && pool->get_thread_count() != static_cast<size_t>(threads))
+    pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
+}
+
+class Model {
+ public:
+  explicit Model(const std::string& dir)
+      : conf_(edgebit::ReadConf(dir + "/model.conf")), module_(dir + "/model.pte", Module::LoadMode::Mmap) {
+    SetThreads();  // before the method loads: XNNPACK takes the pool when its delegate initializes
+    const Error error = module_.load_method(kMethod);
+    if (error != Error::Ok)
+      throw std::runtime_error("cannot load " + dir + "/model.pte (ExecuTorch error " +
+                               std::to_string(static_cast<int>(error)) + ")");
+    for (const auto& shape : conf_.state_shapes) states_.emplace_back(edgebit::NumElements(shape), 0.0f);
+  }
+
+  void ResetState() {
+    for (auto& state : states_) std::fill(state.begin(), state.end(), 0.0f);
+  }
+
+  const float* Step(const int64_t* tokens, int64_t count, int64_t position, int64_t* vocab) {
+    std::vector<int64_t> ids(tokens, tokens + count);
+    int64_t start = position;
+    std::vector<executorch::extension::TensorPtr> keep;  // inputs stay alive through execute
+    keep.push_back(from_blob(ids.data(), {1, static_cast<SizesType>(count)}, ScalarType::Long));
+    if (conf_.takes_position) keep.push_back(from_blob(&start, {1}, ScalarType::Long));
+    for (size_t i = 0; i < states_.size(); ++i)
+      keep.push_back(from_blob(states_[i].data(), Sizes(conf_.state_shapes[i]), ScalarType::Float));
+    std::vector<EValue> inputs(keep.begin(), keep.end());
+    auto result = module_.execute(kMethod, inputs);
+    if (!result.ok())
+      throw std::runtime_error("model.pte forward failed (ExecuTorch error " +
+                               std::to_string(static_cast<int>(result.error())) + ")");
+    const auto& outputs = *result;
+    if (outputs.size() != 1 + states_.size()) throw std::runtime_error("model.pte returns an unexpected output count");
+    const auto& logits = outputs[0].toTensor();
+    *vocab = logits.size(logits.dim() - 1);
+    logits_.assign(logits.const_data_ptr<float>(), logits.const_data_ptr<float>() + logits.numel());
+    for (size_t i = 0; i < states_.size(); ++i) {
+      const auto& state = outputs[1 + i].toTensor();
+      if (static_cast<size_t>(state.numel()) != states_[i].size())
+        throw std::runtime_error("model.pte returns a state of another size than model.conf says");
+      std::memcpy(states_[i].data(), state.const_data_ptr<float>(), states_[i].size() * sizeof(float));
+    }
+    return logits_.data();
+  }
+
+  int64_t max_seq_len() const { return conf_.max_seq_len; }
+
+ private:
+  edgebit::RunnerConf conf_;
+  Module module_;
+  std::vector<std::vector<float>> states_;
+  std::vector<float> logits_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) { return edgebit::RunnerMain<Model>(argc, argv, "edgebit-runner (executorch)"); }

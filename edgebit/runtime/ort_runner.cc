@@ -1,0 +1,97 @@
+// edgebit-runner for ONNX Runtime: runs runtimes/onnx-*/ of a bundle without Python (commands: runner_driver.h).
+//
+// The directory holds model.onnx (the step graph: inputs tokens [1,T] int64, [position [1] int64,] states...;
+// outputs logits [1,T,V], states...), model.conf, and for the custom form lib/libedgebit_ort_ops.so (the
+// "edgebit" domain), which is registered when present. ConstantFolding is disabled: it would unpack the packed
+// ternary/binary weights into int8 initializers at session start (4-8x the memory).
+
+#include <onnxruntime_cxx_api.h>
+
+#include <sys/stat.h>
+
+#include "runner_driver.h"
+
+namespace {
+
+bool FileExists(const std::string& path) {
+  struct stat info;
+  return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+}
+
+int ThreadCount() {
+  const char* value = std::getenv("EDGEBIT_NUM_THREADS");
+  int threads = value ? std::atoi(value) : 1;
+  return threads > 0 ? threads : 1;
+}
+
+class OrtModel {
+ public:
+  explicit OrtModel(const std::string& dir)
+      : conf_(edgebit::ReadConf(dir + "/model.conf")), env_(ORT_LOGGING_LEVEL_WARNING, "edgebit") {
+    Ort::SessionOptions options;
+    options.SetIntraOpNumThreads(ThreadCount());
+    options.SetInterOpNumThreads(1);
+    options.SetExecutionMode(ORT_SEQUENTIAL);
+    options.AddConfigEntry("optimization.disable_specified_optimizers", "ConstantFolding");
+    const std::string ops = dir + "/lib/libedgebit_ort_ops.so";
+    if (FileExists(ops)) options.RegisterCustomOpsLibrary(ops.c_str());
+    session_ = Ort::Session(env_, (dir + "/model.onnx").c_str(), options);
+
+    Ort::AllocatorWithDefaultOptions allocator;
+    for (size_t i = 0; i < session_.GetInputCount(); ++i)
+      input_names_.push_back(session_.GetInputNameAllocated(i, allocator).get());
+    for (size_t i = 0; i < session_.GetOutputCount(); ++i)
+      output_names_.push_back(session_.GetOutputNameAllocated(i, allocator).get());
+    const size_t states = conf_.state_shapes.size(), leading = conf_.takes_position ? 2 : 1;
+    if (input_names_.size() != leading + states || output_names_.size() != 1 + states)
+      throw std::runtime_error("model.onnx has " + std::to_string(input_names_.size()) + " inputs and " +
+                               std::to_string(output_names_.size()) + " outputs; model.conf expects " +
+                               std::to_string(leading + states) + " and " + std::to_string(1 + states));
+    for (auto& name : input_names_) input_ptrs_.push_back(name.c_str());
+    for (auto& name : output_names_) output_ptrs_.push_back(name.c_str());
+  }
+
+  const float* Step(const int64_t* tokens, int64_t count, int64_t position, int64_t* vocab) {
+    const int64_t token_shape[2] = {1, count}, position_shape[1] = {1};
+    std::vector<Ort::Value> inputs;
+    inputs.push_back(Ort::Value::CreateTensor<int64_t>(memory_, const_cast<int64_t*>(tokens), count, token_shape, 2));
+    if (conf_.takes_position)
+      inputs.push_back(Ort::Value::CreateTensor<int64_t>(memory_, &position, 1, position_shape, 1));
+    for (auto& state : states_) inputs.push_back(std::move(state));
+    std::vector<Ort::Value> outputs = session_.Run(Ort::RunOptions{nullptr}, input_ptrs_.data(), inputs.data(),
+                                                   inputs.size(), output_ptrs_.data(), output_ptrs_.size());
+    states_.clear();
+    for (size_t i = 1; i < outputs.size(); ++i) states_.push_back(std::move(outputs[i]));  // next step's input
+    logits_ = std::move(outputs[0]);
+    std::vector<int64_t> shape = logits_.GetTensorTypeAndShapeInfo().GetShape();
+    if (shape.size() != 3 || shape[1] != count) throw std::runtime_error("model.onnx: logits are not [1, T, V]");
+    *vocab = shape[2];
+    return logits_.GetTensorData<float>();
+  }
+
+  void ResetState() {
+    states_.clear();
+    Ort::AllocatorWithDefaultOptions allocator;
+    for (const auto& shape : conf_.state_shapes) {
+      Ort::Value state = Ort::Value::CreateTensor<float>(allocator, shape.data(), shape.size());
+      std::memset(state.GetTensorMutableData<float>(), 0, sizeof(float) * edgebit::NumElements(shape));
+      states_.push_back(std::move(state));
+    }
+  }
+
+  int64_t max_seq_len() const { return conf_.max_seq_len; }
+
+ private:
+  edgebit::RunnerConf conf_;
+  Ort::Env env_;
+  Ort::Session session_{nullptr};
+  Ort::MemoryInfo memory_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  std::vector<std::string> input_names_, output_names_;
+  std::vector<const char*> input_ptrs_, output_ptrs_;
+  std::vector<Ort::Value> states_;
+  Ort::Value logits_{nullptr};
+};
+
+}  // namespace
+
+int main(int argc, char** argv) { return edgebit::RunnerMain<OrtModel>(argc, argv, "edgebit-runner (onnxruntime)"); }
