@@ -15,3 +15,5 @@ test: setup
 bench: setup
 	.venv/bin/python benchmarks/ternary_gemv.py
 	.venv/bin/python benchmarks/bimamba_decode.py
+	.venv/bin/python benchmarks/runtimes_decode.py
+	.venv/bin/python benchmarks/runtimes_decode.py --family bimamba

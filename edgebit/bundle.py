@@ -113,8 +113,10 @@ class Bundle:
 
     @property
     def runtimes(self) -> list[str]:
-        """The runtimes this bundle carries, in the order they were exported."""
-        return list(self.manifest["runtimes"])
+        """The runtimes this bundle carries, in the registry's order (tvm first)."""
+        from edgebit.backends import RUNTIMES
+
+        return sorted(self.manifest["runtimes"], key=lambda r: RUNTIMES.index(r) if r in RUNTIMES else len(RUNTIMES))
 
     def check_runtime(self, runtime: str | None) -> str:
         """``runtime`` if the bundle has it (None: the first one), else a user error naming what it has."""

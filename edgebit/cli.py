@@ -355,7 +355,8 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
 def support_matrix(markdown: bool = typer.Option(False, "--markdown", help="print the README's Markdown table"),
                    as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Which runtime runs which model family on which target (computed from the backends, not written by hand)."""
-    from edgebit.support import matrix_markdown, matrix_rows
+    from edgebit.backends import FAMILIES
+    from edgebit.support import matrix_markdown, matrix_rows, with_footnotes
 
     rows = matrix_rows()
     if as_json:
@@ -363,10 +364,13 @@ def support_matrix(markdown: bool = typer.Option(False, "--markdown", help="prin
     elif markdown:
         print(matrix_markdown(rows), end="")
     else:
-        table = Table("target", "runtime", "bitnet", "bimamba")
-        for row in rows:
-            table.add_row(row["target"], row["runtime"], *(row[f] or "[green]yes[/green]" for f in ("bitnet", "bimamba")))
+        cells, reasons = with_footnotes(rows)
+        table = Table("target", "runtime", *FAMILIES)
+        for row in cells:
+            table.add_row(*row)
         console.print(table)
+        for i, reason in enumerate(reasons, 1):
+            console.print(f"({i}) {reason}", highlight=False)
 
 
 def main() -> None:

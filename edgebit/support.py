@@ -18,8 +18,8 @@ def matrix_rows() -> list[dict]:
             for target in all_targets().values() for runtime in backends.RUNTIMES]
 
 
-def matrix_markdown(rows: list[dict]) -> str:
-    """A Markdown table with numbered footnotes for the reasons."""
+def with_footnotes(rows: list[dict]) -> tuple[list[list[str]], list[str]]:
+    """Table cells (target, runtime, one "yes" / "no (n)" per family) and the numbered reasons."""
     reasons: list[str] = []
 
     def cell(reason: str | None) -> str:
@@ -29,9 +29,15 @@ def matrix_markdown(rows: list[dict]) -> str:
             reasons.append(reason)
         return f"no ({reasons.index(reason) + 1})"
 
+    cells = [[row["target"], row["runtime"], *(cell(row[f]) for f in backends.FAMILIES)] for row in rows]
+    return cells, reasons
+
+
+def matrix_markdown(rows: list[dict]) -> str:
+    cells, reasons = with_footnotes(rows)
     lines = ["| target | runtime | " + " | ".join(backends.FAMILIES) + " |",
              "|---|---|" + "---|" * len(backends.FAMILIES)]
-    lines += [f"| {row['target']} | {row['runtime']} | " + " | ".join(cell(row[f]) for f in backends.FAMILIES) + " |"
-              for row in rows]
-    lines += [""] + [f"({i}) {reason}" for i, reason in enumerate(reasons, 1)] if reasons else []
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    if reasons:
+        lines += ["", *(f"({i}) {reason}" for i, reason in enumerate(reasons, 1))]
     return "\n".join(lines) + "\n"

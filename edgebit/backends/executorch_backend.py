@@ -15,6 +15,7 @@ table) at about twice the head's decode speed. Untied heads have nothing to shar
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -73,13 +74,31 @@ def _partitioner(tied_head: bool):
     return HeadOutsideXnnpack()
 
 
+def _import_quietly() -> None:
+    """Import executorch's exporter without the log lines of its dependencies (torchao reports the CUDA-only
+    extensions it cannot load on a CPU machine; torch's pytree warns about torchao's enums)."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        import executorch.exir  # noqa: F401
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def export_program(model: torch.nn.Module, max_seq_len: int) -> tuple[bytes, StepGraph]:
     """The .pte bytes of ``model``'s step graph (deterministic: the same model gives the same bytes)."""
+    _import_quietly()
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
     graph = step_graph(model, max_seq_len)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # executorch's lowering warns about its own deprecated pytree helpers
         exported = torch.export.export(graph.module, graph.example, dynamic_shapes=graph.dynamic_shapes)
         tied_head = getattr(model, "lm_head", None) is None
         edge = to_edge_transform_and_lower(exported, partitioner=[_partitioner(tied_head)])
