@@ -21,9 +21,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Export and deploy 1-bit and 1.58-bit language models to edge devices.")
 console = Console()
 USER_ERROR_EXIT = 2
-EMBEDDED_MODELS = {"demo": Path(__file__).parent / "demo" / "bitnet-demo"}
+EMBEDDED_MODELS = {"demo": Path(__file__).parent / "demo" / "bitnet-demo",
+                   "bimamba-demo": Path(__file__).parent / "demo" / "bimamba-demo"}
 
-ModelArg = typer.Argument(..., help="checkpoint directory, or 'demo' for the embedded demo model")
+ModelArg = typer.Argument(..., help="checkpoint directory, or 'demo' / 'bimamba-demo' for an embedded demo model")
 AllowPickle = typer.Option(False, "--allow-pickle", help="permit pickled pytorch_model.bin weights (runs code!)")
 Sha256 = typer.Option(None, "--sha256", metavar="FILE=HEX", help="pin a file of the checkpoint to a sha256 (repeatable)")
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from edgebit.models.layers import RMSNorm, output_logits
 from edgebit_ops.binary_matmul import binary_linear, pack_signs, unpack_signs
-from edgebit_ops.selective_scan import selective_scan, selective_scan_reference
+from edgebit_ops.selective_scan import selective_scan, selective_scan_chunked
 
 
 @dataclass
@@ -69,7 +69,8 @@ class BiMambaConfig:
 
 class FBILinear(nn.Module):
     """``W_hat = alpha * sign(W) + beta`` with alpha, beta of shape [1, in]; trains with a straight-through sign,
-    runs packed (1 bit per weight) through ``edgebit::binary_linear``."""
+    runs packed (1 bit per weight) through ``edgebit::binary_linear``. ``full_precision = True`` uses the latent
+    weight as a plain dense layer (the full-precision phase before binarization, edgebit.train_bimamba)."""
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
@@ -79,6 +80,7 @@ class FBILinear(nn.Module):
         nn.init.normal_(self.weight, std=in_features ** -0.5)
         self.alpha = nn.Parameter(self.weight.detach().abs().mean(0, keepdim=True).clone())
         self.beta = nn.Parameter(torch.zeros(1, in_features))
+        self.full_precision = False
 
     @property
     def is_packed(self) -> bool:
@@ -87,6 +89,8 @@ class FBILinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_packed:
             return binary_linear(x, self.w_signs, self.alpha, self.beta, self.in_features)
+        if self.full_precision:
+            return F.linear(x, self.weight)
         sign = torch.sign(self.weight)
         sign = self.weight + (sign - self.weight).detach()  # straight-through estimator
         return F.linear(x, self.alpha * sign + self.beta)
@@ -183,7 +187,7 @@ class Mixer(nn.Module):
         A = -torch.exp(self.A_log.float())
         initial = state.ssm[self.layer] if state is not None else x.new_zeros(b, c.num_heads, c.head_dim,
                                                                                c.state_size)
-        scan = selective_scan_reference if torch.is_grad_enabled() and self.training else selective_scan
+        scan = selective_scan_chunked if torch.is_grad_enabled() and self.training else selective_scan
         y, final = scan(xs.reshape(b, t, c.num_heads, c.head_dim), dt, A,
                         B.reshape(b, t, c.n_groups, c.state_size), C.reshape(b, t, c.n_groups, c.state_size),
                         self.D, initial)
