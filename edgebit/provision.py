@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from edgebit.errors import EdgebitError
 
@@ -52,6 +54,27 @@ def download_debs(suite: str, arch: str, packages: tuple[str, ...], destination:
     destination.mkdir(parents=True, exist_ok=True)
     _run(["apt-get", "-qq", *options, "download", *packages], f"downloading {', '.join(packages)}", cwd=destination)
     return sorted(destination.glob("*.deb"))
+
+
+WHEEL_PLATFORMS = {"arm64": "manylinux_2_28_aarch64"}  # Debian architecture -> PyPI platform tag of its wheels
+
+
+def extract_from_wheels(requirements: list[str], debian_arch: str, pick: Callable[[str], str | None],
+                        destination: Path) -> None:
+    """Download the ``debian_arch`` wheels of ``requirements`` (pip, no install) and write each member for which
+    ``pick(member)`` returns a file name into ``destination`` under that name."""
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+              "3.11", "--platform", WHEEL_PLATFORMS[debian_arch], "-d", tmp, *requirements],
+             f"downloading the {debian_arch} wheels of {', '.join(requirements)}")
+        for wheel in sorted(Path(tmp).glob("*.whl")):
+            with zipfile.ZipFile(wheel) as archive:
+                for member in archive.namelist():
+                    name = pick(member)
+                    if name:
+                        (destination / name).write_bytes(archive.read(member))
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:

@@ -70,6 +70,17 @@ def perplexity(model: BitNetForCausalLM, stream: torch.Tensor, seq_len: int, max
     return math.exp(total / count)
 
 
+def train_step(model, optimizer, batch: torch.Tensor) -> torch.Tensor:
+    """One next-token step on ``batch`` [B, T+1] (gradient clipped at 1.0); returns the loss."""
+    logits = model(batch[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss
+
+
 def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -122,13 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
-        batch = random_batch(train_stream, args.batch, args.seq_len, generator)
-        logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        loss = train_step(model, optimizer, random_batch(train_stream, args.batch, args.seq_len, generator))
         if step % 50 == 0 or step == args.steps - 1:
             print(f"step {step} loss {loss.item():.3f} lr {optimizer.param_groups[0]['lr']:.2e} "
                   f"{time.time() - start:.0f}s", flush=True)

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from edgebit.checkpoints.edgebit_format import save_checkpoint
@@ -31,7 +30,7 @@ from edgebit.checkpoints.mamba import fit_fbi
 from edgebit.corpus import split_documents
 from edgebit.errors import EdgebitError
 from edgebit.models.bimamba import BiMambaConfig, BiMambaForCausalLM
-from edgebit.train import END_OF_TEXT, encode_documents, perplexity, random_batch
+from edgebit.train import END_OF_TEXT, encode_documents, perplexity, random_batch, train_step
 
 BITNET_TOKENIZER = Path(__file__).parent / "demo" / "bitnet-demo" / "tokenizer.json"
 
@@ -91,13 +90,7 @@ def train_phase(model: BiMambaForCausalLM, stream: torch.Tensor, args, seconds: 
         lr = peak_lr * min((step + 1) / args.warmup, cosine)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = random_batch(stream, args.batch, args.seq_len, generator)
-        logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        loss = train_step(model, optimizer, random_batch(stream, args.batch, args.seq_len, generator))
         elapsed = time.time() - start
         progress = elapsed / seconds
         if step % 10 == 0:

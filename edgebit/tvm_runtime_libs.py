@@ -8,10 +8,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 from edgebit import provision
@@ -20,7 +16,6 @@ from edgebit.targets import Target
 
 LIBRARIES = ("libtvm_runtime.so", "libtvm_ffi.so")
 WHEELS = {"libtvm_runtime.so": "apache-tvm", "libtvm_ffi.so": "apache-tvm-ffi"}
-WHEEL_PLATFORMS = {"arm64": "manylinux_2_28_aarch64"}
 
 
 def _installed_library(name: str) -> Path:
@@ -35,20 +30,11 @@ def _installed_library(name: str) -> Path:
 
 
 def _from_wheels(debian_arch: str, destination: Path) -> None:
-    platform = WHEEL_PLATFORMS[debian_arch]
-    with tempfile.TemporaryDirectory() as tmp:
-        requirements = [f"{WHEELS[n]}=={importlib.metadata.version(WHEELS[n])}" for n in LIBRARIES]
-        result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                                 "--python-version", "3.11", "--platform", platform, "-d", tmp, *requirements],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise EdgebitError(f"downloading the {debian_arch} TVM runtime wheels failed: {detail}")
-        for wheel in Path(tmp).glob("*.whl"):
-            with zipfile.ZipFile(wheel) as archive:
-                for member in archive.namelist():
-                    if Path(member).name in LIBRARIES and "/lib/" in member:
-                        (destination / Path(member).name).write_bytes(archive.read(member))
+    requirements = [f"{WHEELS[n]}=={importlib.metadata.version(WHEELS[n])}" for n in LIBRARIES]
+    provision.extract_from_wheels(
+        requirements, debian_arch,
+        lambda member: Path(member).name if Path(member).name in LIBRARIES and "/lib/" in member else None,
+        destination)
 
 
 def runtime_libraries(target: Target) -> list[Path]:
@@ -60,7 +46,7 @@ def runtime_libraries(target: Target) -> list[Path]:
     final = provision.cache_dir() / "tvm-runtime" / f"{debian_arch}-{versions}"
 
     def build(staging: Path) -> None:
-        if debian_arch in WHEEL_PLATFORMS:
+        if debian_arch in provision.WHEEL_PLATFORMS:
             _from_wheels(debian_arch, staging)
         elif target.cross_prefix:
             from edgebit.runtime.tvm_runtime_build import build_runtime

@@ -17,9 +17,6 @@ import hashlib
 import importlib.metadata
 import shutil
 import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 from edgebit import provision
@@ -36,7 +33,6 @@ KERNEL_OPS = ("ternary_matmul", "binary_matmul", "selective_scan")
 # dense ops XNNPACK does not take, the XNNPACK delegate and the thread pool both of them use.
 RUNTIME_LIBRARIES = ("libexecutorch.so", "libexecutorch_kernels_optimized.so", "libexecutorch_backend_xnnpack.so",
                      "libexecutorch_threadpool.so")
-WHEEL_PLATFORMS = {"arm64": "manylinux_2_28_aarch64"}
 NO_RISCV64 = ("ExecuTorch publishes no riscv64 build (PyPI has executorch wheels for x86_64 and aarch64 only), "
               "so there is no runtime to link against; use --runtime tvm or onnx for riscv64")
 DEFINITIONS = ("C10_USING_CUSTOM_GENERATED_MACROS", "ET_EVENT_TRACER_ENABLED", "ET_USE_THREADPOOL")
@@ -68,7 +64,7 @@ def kernel_sources() -> list[Path]:
 
 
 def unsupported_reason(target: Target) -> str | None:
-    if target.debian_arch == "amd64" or target.debian_arch in WHEEL_PLATFORMS:
+    if target.debian_arch == "amd64" or target.debian_arch in provision.WHEEL_PLATFORMS:
         return None
     if target.debian_arch == "riscv64":
         return NO_RISCV64
@@ -76,18 +72,11 @@ def unsupported_reason(target: Target) -> str | None:
 
 
 def _from_wheel(debian_arch: str, destination: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                                 "--python-version", "3.11", "--platform", WHEEL_PLATFORMS[debian_arch], "-d", tmp,
-                                 f"executorch=={executorch_version()}"], capture_output=True, text=True)
-        if result.returncode != 0:
-            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise EdgebitError(f"downloading the {debian_arch} executorch wheel failed: {detail}")
-        for wheel in Path(tmp).glob("*.whl"):
-            with zipfile.ZipFile(wheel) as archive:
-                for member in archive.namelist():
-                    if member.startswith("executorch/lib/") and Path(member).name in RUNTIME_LIBRARIES:
-                        (destination / Path(member).name).write_bytes(archive.read(member))
+    provision.extract_from_wheels(
+        [f"executorch=={executorch_version()}"], debian_arch,
+        lambda member: (Path(member).name if member.startswith("executorch/lib/")
+                        and Path(member).name in RUNTIME_LIBRARIES else None),
+        destination)
 
 
 def runtime_libraries(target: Target) -> list[Path]:

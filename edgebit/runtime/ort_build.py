@@ -15,9 +15,7 @@ import hashlib
 import importlib.metadata
 import shutil
 import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import edgebit_ops
@@ -28,7 +26,6 @@ from edgebit.targets import Target
 
 HEADERS_SUITE = "trixie"
 HEADERS_PACKAGE = "libonnxruntime-dev"
-WHEEL_PLATFORMS = {"arm64": "manylinux_2_28_aarch64"}
 ORT_SONAME = "libonnxruntime.so.1"
 OPS_LIBRARY = "libedgebit_ort_ops.so"
 RUNNER_NAME = "edgebit-runner"
@@ -47,7 +44,7 @@ def ort_version() -> str:
 
 def unsupported_reason(target: Target) -> str | None:
     """Why ONNX Runtime bundles cannot be built for ``target`` (None when they can)."""
-    if target.debian_arch not in ("amd64", *WHEEL_PLATFORMS):
+    if target.debian_arch not in ("amd64", *provision.WHEEL_PLATFORMS):
         return (f"no {target.debian_arch} onnxruntime wheel on PyPI to ship in the bundle (Debian sid's riscv64 "
                 f"ORT 1.23 and its ~190 MB of dependencies are not packaged by edgebit yet)")
     return None
@@ -77,18 +74,9 @@ def headers() -> Path:
 
 
 def _from_wheel(debian_arch: str, destination: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                                 "--python-version", "3.11", "--platform", WHEEL_PLATFORMS[debian_arch], "-d", tmp,
-                                 f"onnxruntime=={ort_version()}"], capture_output=True, text=True)
-        if result.returncode != 0:
-            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise EdgebitError(f"downloading the {debian_arch} onnxruntime wheel failed: {detail}")
-        for wheel in Path(tmp).glob("*.whl"):
-            with zipfile.ZipFile(wheel) as archive:
-                for member in archive.namelist():
-                    if member.startswith("onnxruntime/capi/libonnxruntime.so."):
-                        (destination / ORT_SONAME).write_bytes(archive.read(member))
+    provision.extract_from_wheels(
+        [f"onnxruntime=={ort_version()}"], debian_arch,
+        lambda member: ORT_SONAME if member.startswith("onnxruntime/capi/libonnxruntime.so.") else None, destination)
     if not (destination / ORT_SONAME).is_file():
         raise EdgebitError(f"the {debian_arch} onnxruntime wheel has no libonnxruntime.so")
 
