@@ -34,10 +34,10 @@ def step_times(layers: int, threads: int, steps: int) -> tuple[float, float]:
     import tvm
     from transformers import Mamba2Config, Mamba2ForCausalLM
 
-    from edgebit.backends.tvm_backend import compile_model, load_for_host
-    from edgebit.checkpoints.mamba import fit_fbi
-    from edgebit.host_cpu import host_tvm_cpu
-    from edgebit.models.bimamba import BiMambaConfig, BiMambaForCausalLM
+    from edgebit.runtimes.tvm.backend import compile_model, load_for_host
+    from edgebit.models.bimamba.checkpoints import fit_fbi
+    from edgebit.toolchain.host_cpu import host_tvm_cpu
+    from edgebit.models.bimamba.model import BiMambaConfig, BiMambaForCausalLM
     from edgebit.targets import resolve_target
 
     torch.set_num_threads(threads)
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--project", type=int, default=64, help="depth to project to (Bi-Mamba 2.7B: 64)")
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
-    from edgebit.host_cpu import host_tvm_cpu
+    from edgebit.toolchain.host_cpu import host_tvm_cpu
 
     shallow, deep = args.layers, 3 * args.layers
     torch_a, ours_a = step_times(shallow, args.threads, args.steps)

@@ -24,7 +24,7 @@ def random_model(family: str, hidden: int, layers: int, vocab: int):
 
     torch.manual_seed(0)
     if family == "bimamba":
-        from edgebit.models.bimamba import BiMambaConfig, BiMambaForCausalLM
+        from edgebit.models.bimamba.model import BiMambaConfig, BiMambaForCausalLM
 
         config = BiMambaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
                                num_heads=2 * hidden // 64, head_dim=64, state_size=128)
@@ -33,7 +33,7 @@ def random_model(family: str, hidden: int, layers: int, vocab: int):
             for layer in model.binary_layers().values():
                 layer.weight.add_((layer.weight == 0).float() * 1e-3)  # one bit stores no sign(0)
         return model.pack()
-    from edgebit.models.bitnet import BitNetConfig, BitNetForCausalLM
+    from edgebit.models.bitnet.model import BitNetConfig, BitNetForCausalLM
 
     config = BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.7) // 64 * 64,
                           num_hidden_layers=layers, num_attention_heads=hidden // 128, num_key_value_heads=hidden // 512
@@ -54,10 +54,10 @@ def main() -> None:
 
     from edgebit.bundle import Bundle
     from edgebit.checkpoints.edgebit_format import save_checkpoint
-    from edgebit.deploy import DeviceSession, measure_speed
+    from edgebit.validate.session import DeviceSession, measure_speed
     from edgebit.devices import open_device
     from edgebit.export import export_bundle
-    from edgebit.host_cpu import host_tvm_cpu
+    from edgebit.toolchain.host_cpu import host_tvm_cpu
     from edgebit.targets import resolve_target
 
     target = resolve_target("x86_64-avx512" if "avx512vnni" in host_tvm_cpu()[1] else "x86_64")

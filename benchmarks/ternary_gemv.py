@@ -42,8 +42,8 @@ def gemv_table() -> list[dict]:
     import torch.nn.functional as F
     import tvm
 
-    from edgebit.host_cpu import host_tvm_cpu
-    from edgebit.packing import pack_planar
+    from edgebit.toolchain.host_cpu import host_tvm_cpu
+    from edgebit.quant.packing import pack_planar
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_product_kernel, ternary_linear_te
 
     torch.set_num_threads(1)
@@ -94,8 +94,8 @@ def random_ternary_model(layers: int, seed: int = 0):
     """A 2B-4T-shaped edgebit model with random ternary weights, built without 8 GB of latent fp32 weights."""
     import torch
 
-    from edgebit.models.bitnet import BitNetConfig, BitNetForCausalLM
-    from edgebit.packing import pack_planar
+    from edgebit.models.bitnet.model import BitNetConfig, BitNetForCausalLM
+    from edgebit.quant.packing import pack_planar
 
     config = BitNetConfig(**{**BITNET_2B, "num_hidden_layers": layers})
     with torch.device("meta"):
@@ -119,7 +119,7 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
     import numpy as np
     import tvm
 
-    from edgebit.backends.tvm_backend import load_for_host
+    from edgebit.runtimes.tvm.backend import load_for_host
 
     conf = json.loads((library_dir / "info.json").read_text())
     step = load_for_host(library_dir / "model.so", library_dir / "weights.params", takes_position=True)
@@ -145,9 +145,9 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
 def model_table(layers: int, prompt: int, decode_steps: int) -> list[dict]:
     import dataclasses
 
-    from edgebit.backends.tvm_backend import compile_model
-    from edgebit.host_cpu import host_tvm_cpu
-    from edgebit.summary import summarize
+    from edgebit.runtimes.tvm.backend import compile_model
+    from edgebit.toolchain.host_cpu import host_tvm_cpu
+    from edgebit.models import summarize
     from edgebit.targets import resolve_target
 
     mcpu, features = host_tvm_cpu()

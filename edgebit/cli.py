@@ -15,7 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgebit.devices import devices_help
 from edgebit.errors import EdgebitError
+from edgebit.runtimes import choices_help as runtimes_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export and deploy 1-bit and 1.58-bit language models to edge devices.")
@@ -43,67 +45,40 @@ def _parse_pins(pins: Optional[list[str]]) -> dict[str, str]:
     return parsed
 
 
+def _load_options(allow_pickle: bool, sha256: Optional[list[str]]):
+    from edgebit.checkpoints import LoadOptions
+
+    return LoadOptions(allow_pickle, _parse_pins(sha256))
+
+
 def _load(model: str, allow_pickle: bool, sha256: Optional[list[str]]):
     from edgebit.checkpoints import load_checkpoint
 
-    return load_checkpoint(resolve_model(model), allow_pickle=allow_pickle, sha256=_parse_pins(sha256))
+    return load_checkpoint(resolve_model(model), _load_options(allow_pickle, sha256))
 
 
 @app.command()
 def inspect(model: str = ModelArg, as_json: bool = typer.Option(False, "--json", help="print JSON"),
             allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Architecture, parameter counts, bits per weight and packed size of a checkpoint."""
-    from edgebit.summary import summarize
+    from edgebit.models import family_of
 
-    info = summarize(_load(model, allow_pickle, sha256))
+    loaded = _load(model, allow_pickle, sha256)
+    family = family_of(loaded)
+    info = family.summarize(loaded)
     if as_json:
         print(json.dumps(info, indent=2))
         return
-    console.print(_summary_table(resolve_model(model), info))
-
-
-def _summary_table(path: Path, info: dict) -> Table:
-    config = info["config"]
-    table = Table(title=f"{path}  ({info['family']}, layout {info['layout']})", show_header=False)
-    params = info["parameters"]
-    packed = info["packed_bytes"]
-    if info["family"] == "bimamba":
-        table.add_row("architecture", f"Mamba-2, {config['num_hidden_layers']} layers, d_model {config['hidden_size']}, "
-                      f"{config['num_heads']} heads x {config['head_dim']}, state {config['state_size']}, "
-                      f"{config['n_groups']} groups, vocab {config['vocab_size']}")
-        table.add_row("parameters", f"{params['total']:,} ({params['binary']:,} binary in {info['binary_tensors']} "
-                      f"FBI-Linear tensors, {params['embedding'] + params['lm_head']:,} embedding/head, "
-                      f"{params['other_full_precision']:,} other)")
-        table.add_row("bits per weight", f"{info['bits_per_binary_weight']:.3f} binarized (sign + alpha/beta), "
-                      f"{info['bits_per_weight_overall']:.3f} overall")
-        table.add_row("compression vs fp16", f"{info['binarized_compression_vs_fp16']:.1%} of the binarized "
-                      f"projections, {info['compression_vs_fp16']:.1%} of the whole model")
-        if info.get("binarization_error") is not None:
-            table.add_row("binarization error", f"{info['binarization_error']:.3f} (worst relative Frobenius error "
-                          "of a projection, alpha/beta fitted per column)")
-        table.add_row("packed size", f"{packed['total'] / 1e6:.2f} MB ({packed['binary'] / 1e6:.2f} MB binary + "
-                      f"{packed['full_precision'] / 1e6:.2f} MB full precision)")
-        return table
-    table.add_row("architecture", f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
-                  f"FFN {config['intermediate_size']} ({config['hidden_act']}), heads {config['num_attention_heads']}"
-                  f"/{config['num_key_value_heads']} KV, vocab {config['vocab_size']}, "
-                  f"{'tied' if config['tie_word_embeddings'] else 'untied'} embeddings")
-    table.add_row("parameters", f"{params['total']:,} ({params['ternary']:,} ternary in "
-                  f"{info['ternary_tensors']} tensors, {params['embedding'] + params['lm_head']:,} embedding/head, "
-                  f"{params['other_full_precision']:,} other)")
-    table.add_row("bits per weight", f"{info['bits_per_ternary_weight']:.3f} ternary, "
-                  f"{info['bits_per_weight_overall']:.3f} overall")
-    table.add_row("packed size", f"{packed['total'] / 1e6:.2f} MB ({packed['ternary'] / 1e6:.2f} MB ternary + "
-                  f"{packed['full_precision'] / 1e6:.2f} MB full precision); fp16 would be "
-                  f"{info['fp16_bytes'] / 1e6:.2f} MB ({info['compression_vs_fp16']:.1%} smaller)")
-    return table
+    table = Table(title=f"{resolve_model(model)}  ({info['family']}, layout {info['layout']})", show_header=False)
+    for row in family.summary_rows(info):
+        table.add_row(*row)
+    console.print(table)
 
 
 @app.command()
 def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo', or a bundle (with --device)"),
              prompt: str = typer.Option(..., "--prompt", "-p", help="text to continue"),
-             device: Optional[str] = typer.Option(None, "--device", "-d", help="run a bundle here: local, qemu, "
-                                                  "qemu:TARGET"),
+             device: Optional[str] = typer.Option(None, "--device", "-d", help=f"run a bundle here: {devices_help()}"),
              max_new_tokens: int = typer.Option(40, "--max-new-tokens", "-n", min=1),
              temperature: float = typer.Option(0.8, min=0.0, help="0 for greedy decoding (host only; devices "
                                                "decode greedily)"),
@@ -126,7 +101,7 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
 def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tokens: int,
                         runtime: Optional[str]) -> None:
     from edgebit.bundle import TOKENIZER, Bundle
-    from edgebit.deploy import DeviceSession
+    from edgebit.validate.session import DeviceSession
     from edgebit.devices import open_device
     from edgebit.generate import load_tokenizer
 
@@ -147,13 +122,14 @@ def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tok
 
 @app.command()
 def convert(model: str = ModelArg, output: Path = typer.Option(..., "-o", "--output", help="directory to write"),
-            encoding: str = typer.Option("planar2", help="planar2 (compute layout) or base3 (1.6 bits/weight)"),
+            encoding: Optional[str] = typer.Option(None, help="BitNet: planar2 (compute layout, the default) or base3 "
+                                                   "(1.6 bits/weight); Bi-Mamba: planar1"),
             allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Convert a checkpoint into edgebit's packed format (written atomically)."""
-    from edgebit.checkpoints.edgebit_format import ENCODINGS, save_checkpoint
+    from edgebit.checkpoints.edgebit_format import encodings, save_checkpoint
 
-    if encoding not in ENCODINGS:
-        raise EdgebitError(f"--encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
+    if encoding is not None and encoding not in encodings():
+        raise EdgebitError(f"--encoding {encoding!r}: choose one of {', '.join(encodings())}")
     source = resolve_model(model)
     tokenizer = source / "tokenizer.json"
     save_checkpoint(_load(model, allow_pickle, sha256), output, encoding,
@@ -167,10 +143,13 @@ def binarize(model: str = typer.Argument(..., help="full-precision Mamba-2 check
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Turn a full-precision Mamba-2 into an edgebit Bi-Mamba checkpoint (1-bit in/out_proj, fitted alpha/beta)."""
     from edgebit.checkpoints.edgebit_format import save_checkpoint
+    from edgebit.models import families, family_of
 
     loaded = _load(model, allow_pickle, sha256)
-    if loaded.family != "bimamba":
-        raise EdgebitError(f"{model} is a {loaded.family} checkpoint; binarize takes a Mamba-2 checkpoint")
+    if not family_of(loaded).binarizes:
+        takes = ", ".join(f.description for f in families().values() if f.binarizes)
+        raise EdgebitError(f"{model} is a {loaded.family} checkpoint; binarize takes a full-precision checkpoint of: "
+                           f"{takes}")
     source = resolve_model(model)
     tokenizer = source / "tokenizer.json"
     save_checkpoint(loaded, output, tokenizer_file=tokenizer if tokenizer.is_file() else None)
@@ -199,7 +178,7 @@ def targets(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 @app.command()
 def doctor(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Check every external tool edgebit uses and say how to install what is missing."""
-    from edgebit.doctor import checks
+    from edgebit.toolchain.doctor import checks
 
     found = checks()
     if as_json:
@@ -220,11 +199,10 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
            output: Optional[Path] = typer.Option(None, "-o", "--output", help="bundle directory "
                                                  "(default: MODEL-TARGET.bundle)"),
            max_seq_len: int = typer.Option(256, "--max-seq-len", min=8, help="KV cache length on the device"),
-           runtime: list[str] = typer.Option(["tvm"], "--runtime", "-r", help="tvm, onnx-custom, onnx-portable, "
-                                             "executorch, onnx (both ONNX forms) or all (repeatable)"),
+           runtime: list[str] = typer.Option(["tvm"], "--runtime", "-r", help=f"{runtimes_help()} (repeatable)"),
            allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Export a checkpoint for a target into a bundle (written atomically), for one or more runtimes."""
-    from edgebit.export import StageTimer, export_bundle
+    from edgebit.export import ExportConfig, StageTimer, export_bundle
     from edgebit.targets import resolve_target
 
     resolved = resolve_target(target)
@@ -233,14 +211,14 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
     timer = StageTimer(lambda name, seconds: console.print(f"  [green]done[/green] {name:<40} {seconds:7.2f} s"))
     console.print(f"exporting {source} for {resolved.name} -> {output}")
     skipped = lambda name, reason: console.print(f"  [yellow]skipped[/yellow] {name}: {reason}")
-    bundle = export_bundle(source, resolved, output, max_seq_len, allow_pickle, _parse_pins(sha256), timer,
-                           runtime, skipped)
-    size = sum(bundle.file(f).stat().st_size for f in bundle.manifest["files"])
-    console.print(f"wrote {output} ({len(bundle.manifest['files'])} files, {size / 1e6:.1f} MB) in "
+    config = ExportConfig(source, resolved, output, max_seq_len, tuple(runtime), _load_options(allow_pickle, sha256))
+    bundle = export_bundle(config, timer, skipped)
+    size = sum(bundle.file(f).stat().st_size for f in bundle.manifest.files)
+    console.print(f"wrote {output} ({len(bundle.manifest.files)} files, {size / 1e6:.1f} MB) in "
                   f"{sum(timer.timings.values()):.1f} s")
 
 
-DeviceOpt = typer.Option("qemu", "--device", "-d", help="local, qemu (emulates the bundle's target) or qemu:TARGET")
+DeviceOpt = typer.Option("qemu", "--device", "-d", help=devices_help())
 ThreadsOpt = typer.Option(1, "--threads", min=1, help="worker threads on the device")
 RuntimeOpt = typer.Option(None, "--runtime", "-r", help="one of the bundle's runtimes (default: its first)")
 
@@ -254,7 +232,7 @@ def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit expor
     import numpy as np
 
     from edgebit.bundle import Bundle
-    from edgebit.deploy import DeviceSession
+    from edgebit.validate.session import DeviceSession
     from edgebit.devices import open_device
 
     try:
@@ -265,7 +243,7 @@ def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit expor
         raise EdgebitError(f"{input}: expected an integer array [B, T], got {ids.dtype} {list(ids.shape)}")
     opened = Bundle.open(bundle)
     runtime = opened.check_runtime(runtime)
-    vocab = opened.manifest["model"]["config"]["vocab_size"]
+    vocab = opened.manifest.model.vocab_size
     if ids.size and (ids.min() < 0 or ids.max() >= vocab):
         raise EdgebitError(f"{input}: token ids must be in [0, {vocab}) for this model")
     with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
@@ -281,7 +259,7 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
                                                           "bundle's runtimes (default: all of them)")) -> None:
     """Run the bundle's reference vectors on a device through each of its runtimes and compare with the host."""
     from edgebit.bundle import Bundle
-    from edgebit.deploy import DeviceSession, validate as run_validation
+    from edgebit.validate.session import DeviceSession, validate as run_validation
     from edgebit.devices import open_device
 
     opened = Bundle.open(bundle)
@@ -303,7 +281,7 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
 
 def _validation_table(title: str, reports) -> Table:
     """Runtime x metric, each metric with its bound and a pass mark."""
-    from edgebit.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
+    from edgebit.validate.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
 
     mark = lambda ok: "[green]ok[/green]" if ok else "[red]FAIL[/red]"
     table = Table(title=title,
@@ -330,12 +308,12 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Prefill and decode tokens/s of each of the bundle's runtimes on a device, side by side (medians)."""
     from edgebit.bundle import Bundle
-    from edgebit.deploy import DeviceSession, measure_speed
+    from edgebit.validate.session import DeviceSession, measure_speed
     from edgebit.devices import open_device
 
     opened = Bundle.open(bundle)
     chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
-    max_seq_len = opened.manifest["model"]["max_seq_len"]
+    max_seq_len = opened.manifest.model.max_seq_len
     if prompt_tokens + new_tokens > max_seq_len:
         raise EdgebitError(f"--prompt-tokens + --new-tokens must fit the bundle's max_seq_len ({max_seq_len})")
     with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
@@ -357,9 +335,9 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
 @app.command("support-matrix")
 def support_matrix(markdown: bool = typer.Option(False, "--markdown", help="print the README's Markdown table"),
                    as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Which runtime runs which model family on which target (computed from the backends, not written by hand)."""
-    from edgebit.backends import FAMILIES
-    from edgebit.support import matrix_markdown, matrix_rows, with_footnotes
+    """Which runtime runs which model family on which target (computed from the runtimes, not written by hand)."""
+    from edgebit.models import family_names
+    from edgebit.runtimes.support import matrix_markdown, matrix_rows, with_footnotes
 
     rows = matrix_rows()
     if as_json:
@@ -368,7 +346,7 @@ def support_matrix(markdown: bool = typer.Option(False, "--markdown", help="prin
         print(matrix_markdown(rows), end="")
     else:
         cells, reasons = with_footnotes(rows)
-        table = Table("target", "runtime", *FAMILIES)
+        table = Table("target", "runtime", *family_names())
         for row in cells:
             table.add_row(*row)
         console.print(table)

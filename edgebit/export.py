@@ -1,7 +1,7 @@
 """``edgebit export``: checkpoint -> bundle for one target, in named, timed stages.
 
 Stages: load the checkpoint, compute reference vectors on the host, build each requested runtime's directory
-(edgebit.backends: TVM, ONNX Runtime, ExecuTorch: model file, device runner, libraries), then write the bundle
+(edgebit.runtimes: TVM, ONNX Runtime, ExecuTorch: model file, device runner, libraries), then write the bundle
 atomically (bundle.BundleWriter).
 """
 
@@ -11,17 +11,31 @@ import platform
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edgebit import bundle as bundle_format
-from edgebit.checkpoints import load_checkpoint
+from edgebit.checkpoints import LoadOptions, load_checkpoint
 from edgebit.errors import EdgebitError
 from edgebit.targets import Target
 
 DEFAULT_MAX_SEQ_LEN = 256
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``edgebit export`` does: which checkpoint, for which target, into which bundle, with which runtimes
+    (names or groups such as ``all``), the device's KV cache length, and how to open the checkpoint."""
+
+    model_dir: Path
+    target: Target
+    output: Path
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
+    runtimes: tuple[str, ...] = ("tvm",)
+    load: LoadOptions = field(default_factory=LoadOptions)
 
 
 class StageTimer:
@@ -39,28 +53,27 @@ class StageTimer:
         self.report(name, self.timings[name])
 
 
-def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
-                  allow_pickle: bool = False, sha256: dict[str, str] | None = None,
-                  timer: StageTimer | None = None, runtimes: list[str] | None = None,
+def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
                   skipped: Callable[[str, str], None] | None = None) -> bundle_format.Bundle:
-    """Export ``model_dir`` for ``target`` with each runtime in ``runtimes`` (names or groups, default tvm).
+    """Export ``config.model_dir`` for ``config.target`` with each of ``config.runtimes``.
 
     A runtime that cannot serve this model on this target is an error when asked for by name; with a group
     (``all``, ``onnx``) it is skipped and reported to ``skipped(runtime, reason)``.
     """
-    from edgebit import backends
+    from edgebit import runtimes
     from edgebit.generate import TOKENIZER_FILE, load_tokenizer
-    from edgebit.reference import host_logits, reference_inputs
+    from edgebit.validate.reference import host_logits, reference_inputs
 
     timer = timer or StageTimer()
-    requested = runtimes or ["tvm"]
-    candidates = backends.resolve_runtimes(requested)  # unknown names fail before any work
-    model_dir = Path(model_dir)
+    target, max_seq_len = config.target, config.max_seq_len
+    requested = list(config.runtimes) or ["tvm"]
+    candidates = runtimes.resolve_runtimes(requested)  # unknown names fail before any work
+    model_dir = Path(config.model_dir)
     with timer.stage("load checkpoint"):
-        model = load_checkpoint(model_dir, allow_pickle=allow_pickle, sha256=sha256)
+        model = load_checkpoint(model_dir, config.load)
     chosen = []
     for runtime in candidates:
-        reason = backends.unsupported_reason(runtime, target, model.family)
+        reason = runtimes.unsupported_reason(runtime, target, model.family)
         if reason is None:
             chosen.append(runtime)
         elif runtime in requested:
@@ -70,22 +83,21 @@ def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: in
     if not chosen:
         raise EdgebitError(f"none of the runtimes {', '.join(requested)} supports {model.family} on {target.name}; "
                            "see `edgebit support-matrix`")
-    config = model.config
     tokenizer = load_tokenizer(model_dir) if (model_dir / TOKENIZER_FILE).is_file() else None
     with timer.stage("reference vectors (host PyTorch)"):
-        inputs = reference_inputs(config.vocab_size, tokenizer)
+        inputs = reference_inputs(model.config.vocab_size, tokenizer)
         if inputs.shape[1] > max_seq_len:
             raise EdgebitError(f"--max-seq-len {max_seq_len} is shorter than the reference inputs")
         logits = host_logits(model, inputs)
     runtime_info = {}
-    with bundle_format.BundleWriter(output) as writer:
-        for runtime in chosen:
-            backend = backends.backend(runtime)
-            with tempfile.TemporaryDirectory() as work, timer.stage(f"{runtime} ({target.name})"):
-                files = backend.build_runtime(runtime, model, target, max_seq_len, Path(work))
+    with bundle_format.BundleWriter(config.output) as writer:
+        for name in chosen:
+            runtime = runtimes.runtime(name)
+            with tempfile.TemporaryDirectory() as work, timer.stage(f"{name} ({target.name})"):
+                files = runtime.build(model, target, max_seq_len, Path(work))
                 for relative, source in sorted(files.items()):
-                    writer.add_file(source, f"{bundle_format.runtime_dir(runtime)}/{relative}")
-            runtime_info[runtime] = {"version": backend.runtime_version(runtime)}
+                    writer.add_file(source, f"{bundle_format.runtime_dir(name)}/{relative}")
+            runtime_info[name] = {"version": runtime.version()}
         if tokenizer is not None:
             writer.add_file(model_dir / TOKENIZER_FILE, bundle_format.TOKENIZER)
         np.save(writer.path(bundle_format.REFERENCE_INPUTS), inputs)
@@ -93,7 +105,7 @@ def export_bundle(model_dir: Path, target: Target, output: Path, max_seq_len: in
         with timer.stage("write bundle"):
             return writer.commit({
                 "model": {"family": model.family, "layout": getattr(model, "layout", None),
-                          "config": config.to_dict(), "max_seq_len": max_seq_len},
+                          "config": model.config.to_dict(), "max_seq_len": max_seq_len},
                 "target": {"name": target.name, "triple": target.triple, "debian_arch": target.debian_arch,
                            "features": list(target.features), "tvm": target.tvm_target_json()},
                 "runtimes": runtime_info,

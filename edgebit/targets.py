@@ -1,4 +1,5 @@
-"""Deployment targets, one TOML file each in the repository's ``targets/`` folder.
+"""Deployment targets, one TOML file each in the repository's ``targets/`` folder (installed as the
+``edgebit_targets`` package, so a wheel carries them).
 
 A target names the TVM target (JSON form), the cross toolchain prefix, the Debian architecture (for sysroots and
 runtime libraries) and the qemu-user binary and CPU model that emulate it. Board names (``rpi4``, ``rpi5``,
@@ -12,9 +13,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import edgebit_targets
 from edgebit.errors import EdgebitError
 
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+TARGETS_DIR = Path(edgebit_targets.__file__).resolve().parent  # targets/ in the repository
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 from safetensors.numpy import load_file
 
 import edgebit
-from edgebit.agreement import compare_logits
+from edgebit.validate.agreement import compare_logits
 from hf_checkpoints import TinyShape, write_1bitllm
 
 

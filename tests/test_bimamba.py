@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import Mamba2Config, Mamba2ForCausalLM
 
-from edgebit.models.bimamba import BiMambaConfig, BiMambaForCausalLM
+from edgebit.models.bimamba.model import BiMambaConfig, BiMambaForCausalLM
 
 SHAPES = {"groups2": dict(vocab_size=80, hidden_size=32, num_hidden_layers=2, num_heads=8, head_dim=8,
                           state_size=16, expand=2, n_groups=2, conv_kernel=4),

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 import edgebit
-from edgebit.corpus import split_documents
+from edgebit.training.corpus import split_documents
 from edgebit.generate import load_tokenizer
-from edgebit.summary import summarize
-from edgebit.train import encode_documents, perplexity
+from edgebit.models import summarize
+from edgebit.training.bitnet import encode_documents, perplexity
 
 DEMO = Path(edgebit.__file__).parent / "demo" / "bimamba-demo"
 CORPUS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgebit" / "corpus"
@@ -42,7 +42,7 @@ def test_shares_the_bitnet_demo_tokenizer():
 
 
 def test_records_both_phases(training):
-    assert training["command"].startswith("python -m edgebit.train_bimamba")
+    assert training["command"].startswith("python -m edgebit.train_bimamba")  # as recorded when trained (now edgebit.training.bimamba)
     full, binary = training["full_precision_held_out_perplexity"], training["held_out_perplexity"]
     assert 1 < full < 200 and 1 < binary < 300, (full, binary)  # uniform over 4096 tokens would be 4096
     assert training["full_precision"]["steps"] > 0 and training["binary_qat"]["steps"] > 0

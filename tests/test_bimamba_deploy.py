@@ -9,7 +9,7 @@ import torch
 import edgebit
 from cli_helpers import run_cli
 from edgebit.bundle import Bundle
-from edgebit.deploy import DeviceSession
+from edgebit.validate.session import DeviceSession
 from edgebit.devices import open_device
 from edgebit.generate import Sampling, generate_ids
 from test_mamba_checkpoints import hf_mamba2, with_w_hat

@@ -11,13 +11,18 @@ def make_bundle(root):
     with BundleWriter(root) as writer:
         writer.path("model.so").write_bytes(b"library")
         writer.path("lib/libx.so").write_bytes(b"runtime")
-        return writer.commit({"target": {"name": "arm64", "debian_arch": "arm64"}})
+        return writer.commit(RECORDS)
+
+
+RECORDS = {"model": {"family": "bitnet", "config": {"vocab_size": 16}, "max_seq_len": 8},
+           "target": {"name": "arm64", "triple": "aarch64-linux-gnu", "debian_arch": "arm64"},
+           "runtimes": {"tvm": {"version": "0"}}}
 
 
 def test_commit_lists_every_file_with_its_hash(tmp_path):
     bundle = make_bundle(tmp_path / "b")
-    assert set(bundle.manifest["files"]) == {"model.so", "lib/libx.so"}
-    assert bundle.manifest["format_version"] == 2 and "edgebit_version" in bundle.manifest
+    assert set(bundle.manifest.files) == {"model.so", "lib/libx.so"}
+    assert bundle.manifest.format_version == 2 and bundle.manifest.edgebit_version
     bundle.verify()
 
 
@@ -70,3 +75,24 @@ def test_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path):
     assert (precious / "cat.jpg").read_bytes() == b"meow"
     make_bundle(tmp_path / "b")
     make_bundle(tmp_path / "b")  # an existing bundle is replaced
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.pop("target"), "has no 'target'"),
+    (lambda m: m.update(files=None), "'files' must be a dict"),
+    (lambda m: m["model"].pop("max_seq_len"), "has no 'max_seq_len'"),
+    (lambda m: m["model"]["config"].update(vocab_size="16"), "'vocab_size' must be a int"),
+    (lambda m: m["files"].update({"../../../../etc/hostname": "0" * 64}), "is not a path inside the bundle"),
+    (lambda m: m["files"].update({"/etc/hostname": "0" * 64}), "is not a path inside the bundle"),
+    (lambda m: m["files"].update({"model.so": "xyz"}), "not 64 hex digits"),
+    (lambda m: m.update(runtimes={}), "lists no runtimes"),
+    (lambda m: m.update(format_version=99), "bundle format 99 is not supported"),
+])
+def test_a_malformed_manifest_is_one_clear_error(tmp_path, edit, message):
+    """The typed manifest checks fields, types and paths when the bundle is opened, before any file is read."""
+    bundle = make_bundle(tmp_path / "b")
+    manifest = json.loads((bundle.root / MANIFEST).read_text())
+    edit(manifest)
+    (bundle.root / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        Bundle.open(bundle.root)

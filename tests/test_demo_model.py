@@ -10,7 +10,7 @@ import edgebit
 from cli_helpers import run_cli
 from edgebit.cli import EMBEDDED_MODELS
 from edgebit.generate import Sampling, generate_text, load_tokenizer
-from edgebit.summary import summarize
+from edgebit.models import summarize
 
 DEMO = EMBEDDED_MODELS["demo"]
 
@@ -22,7 +22,7 @@ def test_demo_files_fit_the_budget():
 
 def test_demo_records_training():
     training = json.loads((DEMO / "config.json").read_text())["training"]
-    assert training["command"].startswith("python -m edgebit.train")
+    assert training["command"].startswith("python -m edgebit.train")  # as recorded when trained (now edgebit.training.bitnet)
     assert 1 < training["held_out_perplexity"] < 200  # a 4096-token vocabulary; uniform would be 4096
 
 

@@ -3,7 +3,7 @@
 import json
 
 from cli_helpers import run_cli
-from edgebit.doctor import missing_tool_message
+from edgebit.toolchain.doctor import missing_tool_message
 
 
 def test_doctor_reports_tools():

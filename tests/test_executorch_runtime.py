@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import edgebit
-from edgebit.agreement import compare_logits
-from edgebit.backends import executorch_backend
+from edgebit.validate.agreement import compare_logits
+from edgebit.runtimes.executorch import backend as executorch_backend
 from edgebit.devices import open_device
 from edgebit.generate import Sampling, generate_ids
-from edgebit.packing import pack_planar
-from edgebit.runtime import executorch_build
+from edgebit.quant.packing import pack_planar
+from edgebit.runtimes.executorch import build as executorch_build
 from edgebit.targets import resolve_target
 from hf_checkpoints import TinyShape, transformers_logits, write_packed, write_unpacked
 from test_bimamba import SHAPES, random_bimamba, transformers_twin

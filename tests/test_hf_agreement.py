@@ -1,11 +1,11 @@
 """edgebit.load on tiny HF BitNet checkpoints agrees with transformers' BitNetForCausalLM (the BitNet agreement
-bound of edgebit.agreement), in both scale conventions, packed and unpacked, tied and untied, GQA and odd sizes."""
+bound of edgebit.validate.agreement), in both scale conventions, packed and unpacked, tied and untied, GQA and odd sizes."""
 
 import pytest
 import torch
 
 import edgebit
-from edgebit.agreement import compare_logits
+from edgebit.validate.agreement import compare_logits
 from hf_checkpoints import TinyShape, transformers_logits, write_packed, write_sharded, write_unpacked
 
 SHAPES = {

@@ -10,7 +10,7 @@ from transformers import Mamba2Config, Mamba2ForCausalLM
 
 import edgebit
 from cli_helpers import assert_user_error, run_cli
-from edgebit.checkpoints.mamba import fit_fbi
+from edgebit.models.bimamba.checkpoints import fit_fbi
 
 HF = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_heads=8, head_dim=8, state_size=16, expand=2,
           n_groups=2, conv_kernel=4, tie_word_embeddings=True, chunk_size=4)

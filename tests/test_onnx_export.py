@@ -13,8 +13,8 @@ import torch
 from onnx import helper
 
 import edgebit
-from edgebit.agreement import compare_logits
-from edgebit.backends.onnx_export import FORMS, export_onnx
+from edgebit.validate.agreement import compare_logits
+from edgebit.runtimes.onnx.export import FORMS, export_onnx
 from edgebit.errors import EdgebitError
 from hf_checkpoints import TinyShape, transformers_logits, write_packed, write_unpacked
 from test_mamba_checkpoints import hf_mamba2, with_w_hat
@@ -114,7 +114,7 @@ def _edgebit_nodes(model: onnx.ModelProto) -> Counter:
 
 @pytest.mark.parametrize("name", ["bitnet-packed", "bimamba"])
 def test_custom_form_has_one_node_per_operator_and_passes_the_full_check(work, models, name):
-    from edgebit.backends.onnx_ops import register_schemas
+    from edgebit.runtimes.onnx.operators import register_schemas
 
     path = exported(work, models, name, "custom")
     model = onnx.load(str(path))
@@ -139,7 +139,7 @@ def test_custom_form_has_one_node_per_operator_and_passes_the_full_check(work, m
 
 
 def test_custom_form_shape_inference_gives_every_output_its_shape(work, models):
-    from edgebit.backends.onnx_ops import register_schemas
+    from edgebit.runtimes.onnx.operators import register_schemas
 
     register_schemas()
     model = onnx.load(str(exported(work, models, "bimamba", "custom")))
@@ -218,7 +218,7 @@ def test_matmul_nbits_sign_codes_equal_the_binarized_weights(work, models):
 
 def test_portable_ternary_layer_is_exact(work, models):
     """One layer's portable graph in ORT equals the torch reference op bit for bit on activations of every scale."""
-    from edgebit.backends.onnx_ops import PortableTernaryLinear
+    from edgebit.runtimes.onnx.operators import PortableTernaryLinear
     from edgebit_ops.ternary_matmul import ternary_linear_reference
 
     layer = models["bitnet-packed"].layers[0].mlp.down_proj
@@ -234,7 +234,7 @@ def test_portable_ternary_layer_is_exact(work, models):
 def test_bad_requests_are_user_errors(work, models):
     with pytest.raises(EdgebitError, match="unknown ONNX form"):
         export_onnx(models["bimamba"], "int4", MAX_SEQ_LEN, work / "x.onnx")
-    from edgebit.models.bitnet import BitNetForCausalLM
+    from edgebit.models.bitnet.model import BitNetForCausalLM
 
     latent = BitNetForCausalLM(models["bitnet-unpacked"].config)
     with pytest.raises(EdgebitError, match="packed model"):
@@ -243,7 +243,7 @@ def test_bad_requests_are_user_errors(work, models):
 
 @pytest.mark.parametrize("name", ["bitnet-packed", "bimamba"])
 def test_custom_form_runs_with_edgebit_kernels(work, checkpoints, models, name):
-    ort_build = pytest.importorskip("edgebit.runtime.ort_build")
+    ort_build = pytest.importorskip("edgebit.runtimes.onnx.build")
     from edgebit.targets import resolve_target
 
     try:

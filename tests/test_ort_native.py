@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgebit.devices import open_device
-from edgebit.runtime import ort_build
+from edgebit.runtimes.onnx import build as ort_build
 from edgebit.targets import resolve_target
 
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
@@ -295,7 +295,7 @@ _runtimes = {}
 
 def runtime_for(e2e, family, runtime, target):
     """runtimes/<runtime>/ of a bundle, laid out from onnx_backend.build_runtime's file map (built once)."""
-    from edgebit.backends import onnx_backend
+    from edgebit.runtimes.onnx import backend as onnx_backend
 
     key = (family, runtime, target.name)
     if key not in _runtimes:
@@ -325,7 +325,7 @@ def run_runner(device, directory, *args, inputs=()):
 @pytest.mark.parametrize("family", ["bitnet", "bimamba"])
 @pytest.mark.parametrize("target_name", list(E2E_DEVICES))
 def test_exported_model_on_the_device_agrees_with_transformers(e2e, family, runtime, target_name):
-    from edgebit.agreement import compare_logits
+    from edgebit.validate.agreement import compare_logits
 
     work, models = e2e
     _, ids, reference = models[family]

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from transformers.integrations.bitnet import pack_weights
 
-from edgebit.packing import (pack_base3, pack_hf_rowblocked, pack_planar, planar_columns, unpack_base3,
+from edgebit.quant.packing import (pack_base3, pack_hf_rowblocked, pack_planar, planar_columns, unpack_base3,
                              unpack_hf_rowblocked, unpack_planar)
 
 shapes = st.tuples(st.integers(1, 9), st.integers(1, 70))

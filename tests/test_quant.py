@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from edgebit.quant import fake_quant_weights_ste, quantize_activations, quantize_weights
+from edgebit.quant.activations import fake_quant_weights_ste, quantize_activations, quantize_weights
 
 
 def test_activation_codes_match_numpy_definition():

@@ -4,7 +4,7 @@ prefill equals the full forward, and decode steps continue it exactly."""
 import torch
 
 import edgebit
-from edgebit.models.bitnet_static import StaticCacheStep
+from edgebit.models.bitnet.step import StaticCacheStep
 from hf_checkpoints import TinyShape, write_packed
 
 

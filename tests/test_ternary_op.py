@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgebit.models.bitnet import BitNetConfig, BitNetForCausalLM
-from edgebit.packing import pack_planar
+from edgebit.models.bitnet.model import BitNetConfig, BitNetForCausalLM
+from edgebit.quant.packing import pack_planar
 from edgebit_ops.ternary_matmul import ternary_linear
 
 
@@ -57,7 +57,7 @@ def test_export_keeps_one_node_per_linear_layer():
 def test_dot_product_kernels_match_the_reference(isa, mcpu, n, k):
     import tvm
 
-    from edgebit.host_cpu import cpu_flags
+    from edgebit.toolchain.host_cpu import cpu_flags
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_product_kernel
 
     needed = {"avx2": "avx2", "avx512vnni": "avx512_vnni"}[isa]

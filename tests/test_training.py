@@ -7,7 +7,7 @@ import sys
 import torch
 
 import edgebit
-from edgebit.models.bitnet import TernaryLinear
+from edgebit.models.bitnet.model import TernaryLinear
 
 
 def test_qat_learns_a_ternary_map():
@@ -38,7 +38,7 @@ def test_training_script_end_to_end(tmp_path):
         picks = torch.randint(0, len(words), (400,), generator=gen).tolist()
         (sources / f"doc{i:02d}.rst.txt").write_text(f"Title {i}\n=====\n\n" + " ".join(words[p] for p in picks))
     out = tmp_path / "model"
-    subprocess.run([sys.executable, "-m", "edgebit.train", "--corpus", str(tmp_path / "corpus"), "-o", str(out),
+    subprocess.run([sys.executable, "-m", "edgebit.training.bitnet", "--corpus", str(tmp_path / "corpus"), "-o", str(out),
                     "--steps", "4", "--hidden-size", "32", "--intermediate-size", "48", "--layers", "1",
                     "--heads", "2", "--kv-heads", "1", "--vocab-size", "300", "--seq-len", "16", "--batch", "2",
                     "--warmup", "1", "--threads", "1"], check=True, capture_output=True, timeout=300)

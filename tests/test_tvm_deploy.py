@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from cli_helpers import assert_user_error, run_cli
-from edgebit.agreement import compare_logits
-from edgebit.backends.tvm_backend import instruction_counts
+from edgebit.validate.agreement import compare_logits
+from edgebit.runtimes.tvm.backend import instruction_counts
 from edgebit.bundle import Bundle
-from edgebit.deploy import DeviceSession
+from edgebit.validate.session import DeviceSession
 from edgebit.devices import DeviceError
 from edgebit.devices.qemu import QemuDevice
 from edgebit.targets import resolve_target
@@ -110,7 +110,7 @@ def test_libraries_contain_the_isa_instructions(workdir, checkpoints, target, fe
 
 
 def test_avx512_target_uses_vnni_and_agrees_when_the_host_has_it(workdir, checkpoints, input_ids):
-    from edgebit.host_cpu import cpu_flags
+    from edgebit.toolchain.host_cpu import cpu_flags
 
     bundle = bundle_for(workdir, checkpoints, "wide", "x86_64-avx512")
     assert instruction_counts(bundle / "runtimes/tvm/model.so", resolve_target("x86_64-avx512"))["avx512vnni"] > 0

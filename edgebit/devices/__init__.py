@@ -1,37 +1,44 @@
-"""Device kinds and the ``--device`` syntax.
+"""Device kinds and the ``--device`` syntax: a registry of kinds, each one module in this package.
 
 ``local`` runs on this machine. ``qemu`` emulates the bundle's target with qemu-user; ``qemu:TARGET`` emulates a
 given target (a bundle built for another architecture is then refused). ``ssh://user@host`` and ``adb[:serial]``
 are reserved for real boards and phones.
+
+Adding a device kind: a module with a :class:`~edgebit.devices.base.Device` subclass and a ``KIND``
+(:class:`~edgebit.devices.base.DeviceKind`), and one line in :data:`DEVICE_MODULES`.
 """
 
 from __future__ import annotations
 
-from edgebit.devices.base import CommandResult, Device, DeviceError
-from edgebit.errors import EdgebitError
-from edgebit.targets import resolve_target
+import importlib
 
+from edgebit.devices.base import CommandResult, Device, DeviceError, DeviceKind
+from edgebit.errors import EdgebitError
+
+DEVICE_MODULES = (
+    "edgebit.devices.local",
+    "edgebit.devices.qemu",
+)
 RESERVED = ("ssh://", "adb")
+
+
+def device_kinds() -> list[DeviceKind]:
+    return [importlib.import_module(module).KIND for module in DEVICE_MODULES]
+
+
+def devices_help() -> str:
+    """The --device help text, from the registry."""
+    return ", ".join(f"{kind.syntax} ({kind.description})" for kind in device_kinds())
 
 
 def open_device(spec: str, bundle_target: str | None = None) -> Device:
     """A device from its ``--device`` spec; ``bundle_target`` lets plain ``qemu`` pick what to emulate."""
-    from edgebit.devices.local import LocalDevice
-    from edgebit.devices.qemu import QemuDevice
-
-    if spec == "local":
-        return LocalDevice()
-    if spec == "qemu" or spec.startswith("qemu:"):
-        name = spec.partition(":")[2] or bundle_target
-        if not name:
-            raise EdgebitError("--device qemu needs a bundle or a target: use qemu:TARGET (e.g. qemu:arm64)")
-        target = resolve_target(name)
-        if not target.qemu:
-            raise EdgebitError(f"target {target.name} is the host: use --device local")
-        return QemuDevice(target)
+    for kind in device_kinds():
+        if kind.matches(spec):
+            return kind.open(spec, bundle_target)
     if spec.startswith(RESERVED):
         raise EdgebitError(f"device {spec!r}: ssh and adb devices are not available yet; use local or qemu")
-    raise EdgebitError(f"unknown device {spec!r}; use local, qemu, or qemu:TARGET")
+    raise EdgebitError(f"unknown device {spec!r}; use {' or '.join(kind.syntax for kind in device_kinds())}")
 
 
-__all__ = ["CommandResult", "Device", "DeviceError", "open_device"]
+__all__ = ["CommandResult", "Device", "DeviceError", "DeviceKind", "device_kinds", "devices_help", "open_device"]

@@ -11,6 +11,7 @@ import abc
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from edgebit.errors import EdgebitError
 
@@ -64,3 +65,14 @@ class Device(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """One ``--device`` syntax: how to recognize a spec and open the device it names."""
+
+    name: str
+    syntax: str  # as shown in --help, e.g. "qemu[:TARGET]"
+    description: str
+    matches: Callable[[str], bool]
+    open: Callable[[str, "str | None"], Device]  # (spec, the bundle's target name) -> device

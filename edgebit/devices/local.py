@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgebit.devices.base import CommandResult, Device, DeviceError
+from edgebit.devices.base import CommandResult, Device, DeviceError, DeviceKind
 from edgebit.targets import host_debian_arch
 
 
@@ -49,3 +49,7 @@ class LocalDevice(Device):
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+KIND = DeviceKind("local", "local", "this machine, for bundles of its architecture", lambda spec: spec == "local",
+                  lambda spec, bundle_target: LocalDevice())

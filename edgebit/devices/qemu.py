@@ -1,5 +1,5 @@
 """An emulated device: qemu-user runs the target's binaries on this machine, with a sysroot of the target's C and
-C++ runtime libraries built from Debian packages (edgebit.provision). Files live on the host file system, so push
+C++ runtime libraries built from Debian packages (edgebit.toolchain.provision). Files live on the host file system, so push
 and pull are local copies, as with the local device.
 
 qemu-user 10 (bookworm-backports) is used, not Debian 12's 7.2, which crashes on RVV instructions TVM emits.
@@ -7,9 +7,11 @@ qemu-user 10 (bookworm-backports) is used, not Debian 12's 7.2, which crashes on
 
 from __future__ import annotations
 
-from edgebit import provision
+from edgebit.toolchain import provision
+from edgebit.devices.base import DeviceKind
 from edgebit.devices.local import LocalDevice
-from edgebit.targets import Target
+from edgebit.errors import EdgebitError
+from edgebit.targets import Target, resolve_target
 
 
 class QemuDevice(LocalDevice):
@@ -25,3 +27,18 @@ class QemuDevice(LocalDevice):
 
     def command_prefix(self) -> list[str]:
         return [str(self.emulator), "-cpu", self.target.qemu_cpu, "-L", str(self.sysroot)]
+
+
+def open_qemu(spec: str, bundle_target: str | None) -> QemuDevice:
+    """``qemu`` emulates the bundle's target, ``qemu:TARGET`` the named one."""
+    name = spec.partition(":")[2] or bundle_target
+    if not name:
+        raise EdgebitError("--device qemu needs a bundle or a target: use qemu:TARGET (e.g. qemu:arm64)")
+    target = resolve_target(name)
+    if not target.qemu:
+        raise EdgebitError(f"target {target.name} is the host: use --device local")
+    return QemuDevice(target)
+
+
+KIND = DeviceKind("qemu", "qemu[:TARGET]", "emulates the bundle's target, or TARGET, with qemu-user",
+                  lambda spec: spec == "qemu" or spec.startswith("qemu:"), open_qemu)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from edgebit.packing import unpack_planar
-from edgebit.quant import quantize_activations
+from edgebit.quant.packing import unpack_planar
+from edgebit.quant.activations import quantize_activations
 
 NAMESPACE = "edgebit"
 OP_NAME = "ternary_linear"

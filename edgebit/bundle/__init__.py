@@ -1,0 +1,137 @@
+"""The bundle: a directory with everything a device needs, described by ``manifest.json``.
+
+File names inside a bundle are defined once, in :mod:`edgebit.bundle.layout`. Each runtime (TVM, ONNX Runtime custom and
+portable forms, ExecuTorch) has its own directory ``runtimes/<name>/`` with its model file, ``model.conf``, its
+device runner ``bin/edgebit-runner`` and the libraries in ``lib/``; the tokenizer and the reference vectors are
+shared. A bundle is written into a temporary
+directory beside its destination and renamed into place at the end, so a failed export leaves nothing behind.
+``manifest.json`` records the format version, the model, the target, the runtime, the edgebit version and the
+sha256 of every other file; :meth:`Bundle.verify` checks them before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebit import __version__
+from edgebit.checkpoints.files import sha256_of
+from edgebit.errors import EdgebitError
+
+from edgebit.bundle.layout import (MANIFEST, MODEL_CONF, REFERENCE_INPUTS, REFERENCE_LOGITS, RUNNER, RUNTIMES_DIR,
+                                   TOKENIZER, runtime_dir)
+from edgebit.bundle.manifest import FORMAT_VERSION, Manifest, ManifestError
+
+
+BundleError = ManifestError  # a bundle that is incomplete, altered or not for this device
+
+
+class BundleWriter:
+    """Collect files in a staging directory; :meth:`commit` hashes them, writes the manifest and renames."""
+
+    def __init__(self, destination: Path):
+        self.destination = Path(destination)
+        if self.destination.exists() and not (self.destination / MANIFEST).is_file():
+            raise BundleError(f"{self.destination} exists and is not a bundle; choose another output directory "
+                              "(an existing bundle there is replaced, anything else is left alone)")
+        self.destination.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.", dir=self.destination.parent))
+
+    def path(self, relative: str) -> Path:
+        """Where to write ``relative`` inside the staging directory (parents created)."""
+        target = self.staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def add_file(self, source: Path, relative: str) -> None:
+        shutil.copy2(source, self.path(relative))
+
+    def commit(self, manifest: dict) -> "Bundle":
+        """``manifest``: the model, target, runtimes and built_on records; files and versions are added here."""
+        files = {str(p.relative_to(self.staging)): sha256_of(p)
+                 for p in sorted(self.staging.rglob("*")) if p.is_file()}
+        full = Manifest.from_dict({"format_version": FORMAT_VERSION, "edgebit_version": __version__, **manifest,
+                                   "files": files}).to_dict()
+        (self.staging / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        self.staging.chmod(0o755)  # mkdtemp makes it private
+        if self.destination.exists():
+            shutil.rmtree(self.destination)
+        os.replace(self.staging, self.destination)
+        return Bundle.open(self.destination)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> "BundleWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.staging.exists():
+            self.abort()
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, root: Path) -> "Bundle":
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise BundleError(f"{root}: not a bundle (no {MANIFEST}); create one with `edgebit export`")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{path}: not valid JSON ({exc}); export the bundle again")
+        return cls(root, Manifest.from_dict(manifest, str(path)))
+
+    @property
+    def target(self) -> str:
+        return self.manifest.target.name
+
+    @property
+    def debian_arch(self) -> str:
+        return self.manifest.target.debian_arch
+
+    @property
+    def runtimes(self) -> list[str]:
+        """The runtimes this bundle carries, in the registry's order (tvm first)."""
+        from edgebit.runtimes import RUNTIMES
+
+        return sorted(self.manifest.runtimes, key=lambda r: RUNTIMES.index(r) if r in RUNTIMES else len(RUNTIMES))
+
+    def check_runtime(self, runtime: str | None) -> str:
+        """``runtime`` if the bundle has it (None: the first one), else a user error naming what it has."""
+        if runtime is None:
+            return self.runtimes[0]
+        if runtime not in self.manifest.runtimes:
+            raise BundleError(f"{self.root} has no {runtime!r} runtime (it has {', '.join(self.runtimes)}); "
+                              f"export with --runtime {runtime}")
+        return runtime
+
+    def file(self, relative: str) -> Path:
+        return self.root / relative
+
+    def has(self, relative: str) -> bool:
+        return relative in self.manifest.files
+
+    def verify(self) -> None:
+        """Every listed file exists with its recorded sha256 and no unlisted file was added."""
+        listed = self.manifest.files
+        for relative, expected in listed.items():
+            path = self.root / relative
+            if not path.is_file():
+                raise BundleError(f"{self.root}: {relative} is missing; export the bundle again")
+            if sha256_of(path) != expected:
+                raise BundleError(f"{self.root}: {relative} does not match its sha256 in {MANIFEST} "
+                                  "(the file was altered or the manifest edited); export the bundle again")
+        present = {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()} - {MANIFEST}
+        extra = sorted(present - set(listed))
+        if extra:
+            raise BundleError(f"{self.root}: {extra[0]} is not listed in {MANIFEST}; remove it or export again")

@@ -1,0 +1,29 @@
+"""File names inside a bundle: the one place that defines them (every other module imports these).
+
+```
+manifest.json                      what the bundle holds (edgebit.bundle.manifest)
+tokenizer.json                     when the model has one
+reference/input_ids.npy, logits.npy   host PyTorch's reference vectors
+runtimes/<runtime>/                one directory per runtime:
+    <model file>                   model.so + weights.params, model.onnx, model.pte
+    model.conf                     inputs and state shapes, for the runner
+    bin/edgebit-runner             the device runner (same command line for every runtime)
+    lib/                           the runtime's shared libraries for the target
+```
+"""
+
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+REFERENCE_INPUTS = "reference/input_ids.npy"
+REFERENCE_LOGITS = "reference/logits.npy"
+RUNTIMES_DIR = "runtimes"
+# Inside a runtime directory:
+MODEL_CONF = "model.conf"
+RUNNER_NAME = "edgebit-runner"
+RUNNER = f"bin/{RUNNER_NAME}"
+LIB_DIR = "lib"
+
+
+def runtime_dir(runtime: str) -> str:
+    """The directory of ``runtime`` inside a bundle."""
+    return f"{RUNTIMES_DIR}/{runtime}"

@@ -1,0 +1,52 @@
+"""The one function every runtime backend exports: a model's recurrent ``step`` with explicit state.
+
+Each family builds its own (``Family.step_graph``): BitNet ``step(tokens [1, T], position [1], key_cache.0,
+value_cache.0, ...) -> (logits [1, T, V], caches...)``, Bi-Mamba ``step(tokens [1, T], conv_state.0, ssm_state.0,
+...) -> (logits, states...)``: one state tensor per layer and kind, each an input and the matching output. T is
+symbolic, so one graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class StepGraph:
+    module: torch.nn.Module
+    example: tuple  # example inputs for torch.export
+    dynamic_shapes: tuple
+    state_names: list[str]  # recurrent inputs = outputs after the logits (KV caches, conv and SSM states)
+    state_shapes: list[tuple[int, ...]]
+    takes_position: bool  # whether the step takes the absolute position of its first token
+    max_seq_len: int
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["tokens", *(["position"] if self.takes_position else []), *self.state_names]
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["logits", *(f"{name}.out" for name in self.state_names)]
+
+    def runner_conf(self) -> str:
+        """model.conf for the device runners: input kinds, the longest sequence, one line per state shape."""
+        lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}"]
+        lines += [f"state {' '.join(map(str, shape))}" for shape in self.state_shapes]
+        return "\n".join(lines) + "\n"
+
+
+def step_graph(model, max_seq_len: int) -> StepGraph:
+    """The exportable step of ``model`` (any registered family), with example inputs and a symbolic token count."""
+    from edgebit.models import family_of
+
+    return family_of(model).step_graph(model, max_seq_len)
+
+
+def token_dim(max_seq_len: int):
+    """The symbolic token count every step graph shares."""
+    from torch.export import Dim
+
+    return Dim("tokens", min=1, max=max_seq_len)

@@ -1,0 +1,126 @@
+"""The ExecuTorch runtime backend: the step graph (edgebit.models.step_graph) -> torch.export with a symbolic token count
+-> ``to_edge_transform_and_lower`` (XNNPACK takes the dense float parts: norms, attention, an untied head) ->
+``to_executorch`` -> ``model.pte``, run on the device by a C++ runner over ExecuTorch's Module API.
+
+edgebit's operators (``edgebit::ternary_linear``, ``binary_linear``, ``selective_scan``) stay in the program as
+out-variant custom ops with their packed uint8 weights as constants, executed by the C++ kernels in
+``ops/*/executorch_kernel.cpp``. One ``forward`` method serves prefill (T tokens) and decode (T = 1): its inputs are
+read from the caller's buffers (T <= max_seq_len); the outputs are memory-planned for T = max_seq_len.
+
+The float32 output head: with tied embeddings (BitNet 2B-4T, Bi-Mamba) it stays an ``aten.linear`` node run by
+ExecuTorch's optimized CPU kernel, so the embedding table is stored once and serves both the lookup and the head.
+Given to XNNPACK, the delegate would carry its own copy (measured: 132 MB instead of 67 MB for a 32000 x 512
+table) at about twice the head's decode speed. Untied heads have nothing to share and go to XNNPACK.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from edgebit.bundle.layout import MODEL_CONF, RUNNER
+from edgebit.errors import EdgebitError
+from edgebit.models.step_graph import StepGraph, step_graph
+from edgebit.runtimes.base import Runtime
+from edgebit.runtimes.executorch import build as executorch_build
+from edgebit.targets import Target
+
+MODEL_FILE = "model.pte"
+
+
+LINEAR = torch.ops.aten.linear.default
+
+
+def _partitioner(tied_head: bool):
+    """XNNPACK for the dense float ops; with ``tied_head``, everything but the output head (``aten.linear``).
+
+    The head is kept from decomposing (XNNPACK's own decomposition step would turn it into permute + mm, a run-time
+    transpose of the whole table) and from XNNPACK's linear pattern, so it is emitted as ``aten::linear.out``.
+    """
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.config.gemm_configs import LinearConfig
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    if not tied_head:
+        return XnnpackPartitioner()
+
+    class HeadOutsideXnnpack(XnnpackPartitioner):
+        def __init__(self):
+            super().__init__(configs=[c for c in ALL_PARTITIONER_CONFIGS if c is not LinearConfig])
+
+        def ops_to_not_decompose(self, ep):
+            ops, supported = super().ops_to_not_decompose(ep)
+            return [*ops, LINEAR], lambda node: node.target == LINEAR or bool(supported and supported(node))
+
+    return HeadOutsideXnnpack()
+
+
+def _import_quietly() -> None:
+    """Import executorch's exporter without the log lines of its dependencies (torchao reports the CUDA-only
+    extensions it cannot load on a CPU machine; torch's pytree warns about torchao's enums)."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        import executorch.exir  # noqa: F401
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def export_program(model: torch.nn.Module, max_seq_len: int) -> tuple[bytes, StepGraph]:
+    """The .pte bytes of ``model``'s step graph (deterministic: the same model gives the same bytes)."""
+    _import_quietly()
+    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes import MemoryPlanningPass
+
+    graph = step_graph(model, max_seq_len)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # executorch's lowering warns about its own deprecated pytree helpers
+        exported = torch.export.export(graph.module, graph.example, dynamic_shapes=graph.dynamic_shapes)
+        tied_head = getattr(model, "lm_head", None) is None
+        edge = to_edge_transform_and_lower(exported, partitioner=[_partitioner(tied_head)])
+        # Inputs are not memory-planned: the runtime reads the caller's buffers (tokens, KV caches or SSM states)
+        # in place instead of copying them into the arena on every step.
+        program = edge.to_executorch(ExecutorchBackendConfig(
+            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False)))
+    return program.buffer, graph
+
+
+def runtime_files(target: Target, program: Path, conf: Path) -> dict[str, Path]:
+    """The runtime directory's files around an exported ``model.pte`` (which is the same for every target)."""
+    built = executorch_build.build(target)
+    files = {MODEL_FILE: program, MODEL_CONF: conf, RUNNER: built / RUNNER,
+             f"lib/{executorch_build.KERNEL_LIBRARY}": built / "lib" / executorch_build.KERNEL_LIBRARY}
+    files.update({f"lib/{path.name}": path for path in executorch_build.runtime_libraries(target)})
+    return files
+
+
+class ExecuTorchRuntime(Runtime):
+    """ExecuTorch: a .pte with XNNPACK for the dense parts and edgebit's kernels for its operators."""
+
+    name = "executorch"
+    model_file = MODEL_FILE
+
+    def unsupported_reason(self, target: Target, family: str) -> str | None:
+        return executorch_build.unsupported_reason(target)
+
+    def version(self) -> str:
+        return executorch_build.executorch_version()
+
+    def build(self, model, target: Target, max_seq_len: int, work: Path) -> dict[str, Path]:
+        """``runtimes/executorch/`` of a bundle: model.pte, model.conf, bin/edgebit-runner and lib/*.so."""
+        reason = self.unsupported_reason(target, model.family)
+        if reason:
+            raise EdgebitError(f"--runtime executorch for {target.name}: {reason}")
+        executorch_build.build(target)  # toolchain problems surface before the (slower) export
+        work.mkdir(parents=True, exist_ok=True)
+        program, graph = export_program(model, max_seq_len)
+        (work / MODEL_FILE).write_bytes(program)
+        (work / MODEL_CONF).write_text(graph.runner_conf())
+        return runtime_files(target, work / MODEL_FILE, work / MODEL_CONF)

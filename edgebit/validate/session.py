@@ -1,0 +1,138 @@
+"""Running a bundle on a device: logits for token ids, greedy generation, decode speed, and validation against the
+bundle's reference vectors, for any of the bundle's runtimes. Before anything runs, the bundle's hashes are verified
+and its architecture must match the device's; the bundle is pushed once per session."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgebit import bundle as bundle_format
+from edgebit.validate.agreement import Agreement, compare_logits
+from edgebit.bundle import Bundle, BundleError
+from edgebit.devices import Device, DeviceError
+from edgebit.validate.reference import perplexity
+
+RUN_TIMEOUT_S = 1800.0
+
+
+def check_compatible(bundle: Bundle, device: Device) -> None:
+    bundle.verify()
+    if bundle.debian_arch != device.debian_arch:
+        raise BundleError(f"{bundle.root} was built for {bundle.target} ({bundle.debian_arch}) but device "
+                          f"{device.describe()} runs {device.debian_arch}; export for the device's target")
+
+
+@dataclass
+class DeviceSession:
+    """A verified bundle pushed to a device, ready to run the runner; pushes once, cleans up at the end."""
+
+    bundle: Bundle
+    device: Device
+    threads: int = 1
+    remote_root: str = ""
+    timings: dict = field(default_factory=dict)
+
+    def __enter__(self) -> "DeviceSession":
+        check_compatible(self.bundle, self.device)
+        self.remote_root = self.device.push(self.bundle.root)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.device.cleanup()
+
+    def _runner(self, runtime: str | None, args: list[str], inputs: np.ndarray, output_name: str) -> np.ndarray:
+        runtime_root = f"{self.remote_root}/{bundle_format.runtime_dir(self.bundle.check_runtime(runtime))}"
+        with tempfile.TemporaryDirectory() as tmp:
+            local_in = Path(tmp) / "input_ids.npy"
+            np.save(local_in, np.ascontiguousarray(inputs, dtype=np.int64))
+            remote_in = self.device.push(local_in)
+            remote_out = f"{self.remote_root}/{output_name}"
+            runner = f"{runtime_root}/{bundle_format.RUNNER}"
+            threads = str(self.threads)
+            result = self.device.run([runner, runtime_root, args[0], remote_in, *args[1:], remote_out],
+                                     timeout=RUN_TIMEOUT_S, env={"TVM_NUM_THREADS": threads,
+                                                                 "EDGEBIT_NUM_THREADS": threads})
+            if result.returncode != 0:
+                signal = f" (killed by {result.signal_name})" if result.signal_name else ""
+                detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                raise DeviceError(f"the runner failed on {self.device.describe()}{signal}: {detail}")
+            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+            self.timings = json.loads(lines[-1]) if lines else {}
+            self.timings["wall_seconds"] = result.seconds
+            local_out = Path(tmp) / output_name
+            self.device.pull(remote_out, local_out)
+            return np.load(local_out)
+
+    def logits(self, input_ids: np.ndarray, runtime: str | None = None) -> np.ndarray:
+        """float32 [B, T, V] for int64 [B, T] (``runtime``: one of the bundle's; default its first)."""
+        if input_ids.ndim != 2:
+            raise BundleError(f"input ids must be a 2-D int64 array [B, T], got shape {input_ids.shape}")
+        return self._runner(runtime, ["logits"], input_ids, "logits.npy")
+
+    def generate(self, prompt_ids: list[int], new_tokens: int, runtime: str | None = None) -> list[int]:
+        """Greedy continuation of ``prompt_ids`` computed on the device."""
+        out = self._runner(runtime, ["generate", str(new_tokens)], np.array([prompt_ids], dtype=np.int64),
+                           "generated.npy")
+        return out[0].tolist()
+
+
+@dataclass
+class ValidationReport:
+    runtime: str
+    agreement: Agreement
+    reference_perplexity: float
+    device_perplexity: float
+    timings: dict
+
+    @property
+    def perplexity_delta(self) -> float:
+        return self.device_perplexity - self.reference_perplexity
+
+    @property
+    def passed(self) -> bool:
+        return self.agreement.passed
+
+    def to_dict(self) -> dict:
+        return {"runtime": self.runtime, "passed": self.passed, **self.agreement.to_dict(), "reference_perplexity": self.reference_perplexity,
+                "device_perplexity": self.device_perplexity, "perplexity_delta": self.perplexity_delta,
+                "timings": self.timings}
+
+
+def validate(session: DeviceSession, runtime: str | None = None) -> ValidationReport:
+    """Run the bundle's reference inputs on the device through ``runtime`` and compare with the host's logits."""
+    bundle = session.bundle
+    runtime = bundle.check_runtime(runtime)
+    inputs = np.load(bundle.file(bundle_format.REFERENCE_INPUTS))
+    reference = np.load(bundle.file(bundle_format.REFERENCE_LOGITS))
+    device_logits = session.logits(inputs, runtime)
+    return ValidationReport(runtime, compare_logits(device_logits, reference), perplexity(reference, inputs),
+                            perplexity(device_logits, inputs), dict(session.timings))
+
+
+@dataclass
+class DecodeSpeed:
+    runtime: str
+    prompt_tokens: int
+    new_tokens: int
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+
+
+def measure_speed(session: DeviceSession, runtime: str, prompt_tokens: int, new_tokens: int,
+                  repeats: int = 3) -> DecodeSpeed:
+    """Median prefill and decode rates over ``repeats`` greedy runs of the device runner (after one warm-up)."""
+    vocab = session.bundle.manifest.model.vocab_size
+    prompt = np.random.default_rng(0).integers(0, vocab, prompt_tokens).tolist()
+    prefill, decode = [], []
+    session.generate(prompt, 2, runtime)  # warm-up: page in the model and libraries
+    for _ in range(repeats):
+        session.generate(prompt, new_tokens, runtime)
+        t = session.timings
+        prefill.append(t["prefill_tokens"] / t["prefill_seconds"])
+        decode.append(t["decode_tokens"] / t["decode_seconds"])
+    return DecodeSpeed(runtime, prompt_tokens, new_tokens, float(np.median(prefill)), float(np.median(decode)))
