@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cli_helpers import run_cli
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_matrix_is_the_command_output():
