@@ -85,12 +85,14 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
              top_k: int = typer.Option(40, "--top-k", min=0), seed: int = typer.Option(0),
              runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="which of the bundle's runtimes "
                                                    "(default: its first)"),
+             timeout: float = typer.Option(1800.0, "--timeout", min=0.001, help="with --device: seconds the "
+                                           "runner may take"),
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device)."""
     from edgebit.generate import Sampling, generate_text, load_tokenizer
 
     if device is not None:
-        _generate_on_device(Path(model), device, prompt, max_new_tokens, runtime)
+        _generate_on_device(Path(model), device, prompt, max_new_tokens, runtime, timeout)
         return
     tokenizer = load_tokenizer(resolve_model(model))
     loaded = _load(model, allow_pickle, sha256)
@@ -99,7 +101,7 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
 
 
 def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tokens: int,
-                        runtime: Optional[str]) -> None:
+                        runtime: Optional[str], timeout: float) -> None:
     from edgebit.bundle import TOKENIZER, Bundle
     from edgebit.validate.session import DeviceSession
     from edgebit.devices import open_device
@@ -110,7 +112,7 @@ def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tok
         raise EdgebitError(f"{bundle_dir}: the bundle has no tokenizer; use `edgebit run` with token ids")
     tokenizer = load_tokenizer(bundle.root)
     runtime = bundle.check_runtime(runtime)
-    with DeviceSession(bundle, open_device(device_spec, bundle.target)) as session:
+    with DeviceSession(bundle, open_device(device_spec, bundle.target), timeout=timeout) as session:
         ids = session.generate(tokenizer.encode(prompt).ids, new_tokens, runtime)
         timings = session.timings
     console.print(f"[bold]{prompt}[/bold]{tokenizer.decode(ids)}", highlight=False)
@@ -219,7 +221,11 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
 
 
 DeviceOpt = typer.Option("qemu", "--device", "-d", help=devices_help())
+DevicesOpt = typer.Option(["qemu"], "--device", "-d", help=f"{devices_help()}; repeat to run on several devices in "
+                          "parallel")
 ThreadsOpt = typer.Option(1, "--threads", min=1, help="worker threads on the device")
+TimeoutOpt = typer.Option(1800.0, "--timeout", min=0.001, help="seconds one runner command may take on the device "
+                          "(it is stopped after that)")
 RuntimeOpt = typer.Option(None, "--runtime", "-r", help="one of the bundle's runtimes (default: its first)")
 
 
@@ -227,7 +233,7 @@ RuntimeOpt = typer.Option(None, "--runtime", "-r", help="one of the bundle's run
 def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
         input: Path = typer.Option(..., "--input", "-i", help="int64 token ids [B, T] (.npy)"),
         output: Path = typer.Option(..., "--output", "-o", help="float32 logits [B, T, V] (.npy)"),
-        threads: int = ThreadsOpt, runtime: Optional[str] = RuntimeOpt) -> None:
+        threads: int = ThreadsOpt, runtime: Optional[str] = RuntimeOpt, timeout: float = TimeoutOpt) -> None:
     """Run a bundle on a device: token ids in, logits out."""
     import numpy as np
 
@@ -246,90 +252,117 @@ def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit expor
     vocab = opened.manifest.model.vocab_size
     if ids.size and (ids.min() < 0 or ids.max() >= vocab):
         raise EdgebitError(f"{input}: token ids must be in [0, {vocab}) for this model")
-    with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
+    with DeviceSession(opened, open_device(device, opened.target), threads=threads, timeout=timeout) as session:
         logits = session.logits(ids.astype(np.int64), runtime)
     np.save(output, logits)
     console.print(f"wrote {output}: float32 {list(logits.shape)} ({runtime})")
 
 
 @app.command()
-def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
+def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"),
+             device: list[str] = DevicesOpt,
              as_json: bool = typer.Option(False, "--json", help="print JSON"), threads: int = ThreadsOpt,
              runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="validate only these of the "
-                                                          "bundle's runtimes (default: all of them)")) -> None:
+                                                          "bundle's runtimes (default: all of them)"),
+             timeout: float = TimeoutOpt) -> None:
     """Run the bundle's reference vectors on a device through each of its runtimes and compare with the host."""
     from edgebit.bundle import Bundle
-    from edgebit.validate.session import DeviceSession, validate as run_validation
-    from edgebit.devices import open_device
+    from edgebit.validate.fleet import on_devices
+    from edgebit.validate.session import validate as run_validation
 
     opened = Bundle.open(bundle)
     chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
-    with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
-        reports = [run_validation(session, r) for r in chosen]
-        where = session.device.describe()
-    if as_json:
-        print(json.dumps({"bundle": str(bundle), "device": where, "passed": all(r.passed for r in reports),
-                          "runtimes": [r.to_dict() for r in reports]}, indent=2))
-    else:
-        console.print(_validation_table(f"{bundle} on {where}", reports))
-    failed = [r for r in reports if not r.passed]
+    outcomes = on_devices(opened, list(dict.fromkeys(device)), lambda s: [run_validation(s, r) for r in chosen],
+                          threads, timeout)
+    done = [o for o in outcomes if o.error is None]
+    results = [{"device": o.where, "passed": all(r.passed for r in o.value), "seconds": o.finished - o.started,
+                "started": o.started, "runtimes": [r.to_dict() for r in o.value]} for o in done]
+    if as_json and done:
+        single = {"device": results[0]["device"], "runtimes": results[0]["runtimes"]} if len(outcomes) == 1 else {}
+        print(json.dumps({"bundle": str(bundle), **single, "passed": all(r["passed"] for r in results),
+                          "results": results}, indent=2))
+    elif done:
+        where = done[0].where if len(outcomes) == 1 else f"{len(done)} devices"
+        console.print(_validation_table(f"{bundle} on {where}", [(o.where, r) for o in done for r in o.value],
+                                        with_device=len(outcomes) > 1))
+    _report_device_errors(outcomes)
+    failed = [(o.where, r) for o in done for r in o.value if not r.passed]
     if failed:
-        print(f"edgebit: error: {bundle} on {where} misses the accuracy bound with "
-              + "; ".join(f"{r.runtime}: {r.agreement.describe()}" for r in failed), file=sys.stderr)
+        print(f"edgebit: error: {bundle} misses the accuracy bound with "
+              + "; ".join(f"{r.runtime} on {where}: {r.agreement.describe()}" for where, r in failed), file=sys.stderr)
         raise typer.Exit(1)
 
 
-def _validation_table(title: str, reports) -> Table:
-    """Runtime x metric, each metric with its bound and a pass mark."""
+def _report_device_errors(outcomes) -> None:
+    """One line per device that failed; with a single device, its error is the command's error."""
+    errors = [o for o in outcomes if o.error is not None]
+    if len(outcomes) == 1 and errors:
+        raise errors[0].error
+    for o in errors:
+        print(f"edgebit: error: {o.spec}: {o.error}", file=sys.stderr)
+    if errors:
+        raise typer.Exit(USER_ERROR_EXIT)
+
+
+def _validation_table(title: str, rows, with_device: bool = False) -> Table:
+    """(device x) runtime x metric, each metric with its bound and a pass mark; ``rows``: (device, report)."""
     from edgebit.validate.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
 
     mark = lambda ok: "[green]ok[/green]" if ok else "[red]FAIL[/red]"
     table = Table(title=title,
                   caption=f"bounds: cosine >= {MIN_COSINE}, max abs error <= {MAX_ABS_ERROR_FRACTION:.0%} of max "
                           "|logit|, same argmax wherever the top-2 margin is clear")
+    if with_device:
+        table.add_column("device", no_wrap=True)
     table.add_column("runtime", no_wrap=True)
     for header in ("cosine", "max err", "bound", "top-1", "ppl host", "ppl dev", ""):
         table.add_column(header)
-    for r in reports:
+    for where, r in rows:
         a = r.agreement
         bound = MAX_ABS_ERROR_FRACTION * a.max_abs_logit
-        table.add_row(r.runtime, f"{a.cosine:.6f}", f"{a.max_abs_error:.3g}", f"{bound:.3g}",
+        table.add_row(*([where] if with_device else []), r.runtime, f"{a.cosine:.6f}", f"{a.max_abs_error:.3g}", f"{bound:.3g}",
                       f"{a.top1_agreement:.1%}", f"{r.reference_perplexity:.2f}", f"{r.device_perplexity:.2f}",
                       mark(r.passed))
     return table
 
 
 @app.command()
-def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
+def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"),
+          device: list[str] = DevicesOpt,
           threads: int = ThreadsOpt, prompt_tokens: int = typer.Option(32, "--prompt-tokens", min=1),
           new_tokens: int = typer.Option(32, "--new-tokens", min=2),
           repeats: int = typer.Option(3, "--repeats", min=1, help="runs per runtime; the median is shown"),
           runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="only these runtimes"),
-          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="print JSON"), timeout: float = TimeoutOpt) -> None:
     """Prefill and decode tokens/s of each of the bundle's runtimes on a device, side by side (medians)."""
     from edgebit.bundle import Bundle
-    from edgebit.validate.session import DeviceSession, measure_speed
-    from edgebit.devices import open_device
+    from edgebit.validate.fleet import on_devices
+    from edgebit.validate.session import measure_speed
 
     opened = Bundle.open(bundle)
     chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
     max_seq_len = opened.manifest.model.max_seq_len
     if prompt_tokens + new_tokens > max_seq_len:
         raise EdgebitError(f"--prompt-tokens + --new-tokens must fit the bundle's max_seq_len ({max_seq_len})")
-    with DeviceSession(opened, open_device(device, opened.target), threads=threads) as session:
-        speeds = [measure_speed(session, r, prompt_tokens, new_tokens, repeats) for r in chosen]
-        where = session.device.describe()
-    if as_json:
-        print(json.dumps({"bundle": str(bundle), "device": where, "threads": threads,
-                          "runtimes": [s.__dict__ for s in speeds]}, indent=2))
-        return
-    fastest = max(s.decode_tokens_per_s for s in speeds)
-    table = Table("runtime", "prefill tokens/s", "decode tokens/s", "decode vs fastest",
-                  title=f"{bundle} on {where}, {threads} thread(s), median of {repeats}")
-    for s in speeds:
-        table.add_row(s.runtime, f"{s.prefill_tokens_per_s:.1f}", f"{s.decode_tokens_per_s:.1f}",
-                      f"{s.decode_tokens_per_s / fastest:.2f}x")
-    console.print(table)
+    measure = lambda session: [measure_speed(session, r, prompt_tokens, new_tokens, repeats) for r in chosen]
+    outcomes = on_devices(opened, list(dict.fromkeys(device)), measure, threads, timeout)
+    done = [o for o in outcomes if o.error is None]
+    if as_json and done:
+        results = [{"device": o.where, "runtimes": [s.__dict__ for s in o.value]} for o in done]
+        single = results[0] if len(outcomes) == 1 else {}
+        print(json.dumps({"bundle": str(bundle), **single, "threads": threads, "results": results}, indent=2))
+    elif done:
+        fastest = max(s.decode_tokens_per_s for o in done for s in o.value)
+        fleet = len(outcomes) > 1
+        table = Table(*(["device"] if fleet else []), "runtime", "prefill tokens/s", "decode tokens/s",
+                      "decode vs fastest", title=f"{bundle} on {done[0].where if not fleet else f'{len(done)} devices'}"
+                                                 f", {threads} thread(s), median of {repeats}")
+        for o in done:
+            for s in o.value:
+                table.add_row(*([o.where] if fleet else []), s.runtime, f"{s.prefill_tokens_per_s:.1f}",
+                              f"{s.decode_tokens_per_s:.1f}", f"{s.decode_tokens_per_s / fastest:.2f}x")
+        console.print(table)
+    _report_device_errors(outcomes)
 
 
 @app.command("support-matrix")
@@ -352,6 +385,11 @@ def support_matrix(markdown: bool = typer.Option(False, "--markdown", help="prin
         console.print(table)
         for i, reason in enumerate(reasons, 1):
             console.print(f"({i}) {reason}", highlight=False)
+
+
+from edgebit.boards.cli import vm_app  # noqa: E402  (emulated boards: edgebit vm start/stop/list)
+
+app.add_typer(vm_app, name="vm")
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
     """
     from edgebit import runtimes
     from edgebit.generate import TOKENIZER_FILE, load_tokenizer
+    from edgebit.toolchain.c_runtime import c_runtime_files, loader_name
     from edgebit.validate.reference import host_logits, reference_inputs
 
     timer = timer or StageTimer()
@@ -98,6 +99,11 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
                 for relative, source in sorted(files.items()):
                     writer.add_file(source, f"{bundle_format.runtime_dir(name)}/{relative}")
             runtime_info[name] = {"version": runtime.version()}
+        with timer.stage(f"C/C++ runtime ({target.name})"):
+            binaries = [p for p in sorted((writer.staging / bundle_format.RUNTIMES_DIR).rglob("*")) if p.is_file()
+                        and p.parent.name in ("bin", bundle_format.LIB_DIR)]
+            for name, source in c_runtime_files(target, binaries).items():
+                writer.add_file(source, f"{bundle_format.LOADER_DIR}/{name}")
         if tokenizer is not None:
             writer.add_file(model_dir / TOKENIZER_FILE, bundle_format.TOKENIZER)
         np.save(writer.path(bundle_format.REFERENCE_INPUTS), inputs)
@@ -107,6 +113,7 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
                 "model": {"family": model.family, "layout": getattr(model, "layout", None),
                           "config": model.config.to_dict(), "max_seq_len": max_seq_len},
                 "target": {"name": target.name, "triple": target.triple, "debian_arch": target.debian_arch,
+                           "loader": loader_name(target),
                            "features": list(target.features), "tvm": target.tvm_target_json()},
                 "runtimes": runtime_info,
                 "built_on": platform.machine(),

@@ -22,8 +22,8 @@ from edgebit import __version__
 from edgebit.checkpoints.files import sha256_of
 from edgebit.errors import EdgebitError
 
-from edgebit.bundle.layout import (MANIFEST, MODEL_CONF, REFERENCE_INPUTS, REFERENCE_LOGITS, RUNNER, RUNTIMES_DIR,
-                                   TOKENIZER, runtime_dir)
+from edgebit.bundle.layout import (LIB_DIR, LOADER_DIR, MANIFEST, MODEL_CONF, REFERENCE_INPUTS, REFERENCE_LOGITS, RUNNER,
+                                   RUNTIMES_DIR, TOKENIZER, runtime_dir)
 from edgebit.bundle.manifest import FORMAT_VERSION, Manifest, ManifestError
 
 

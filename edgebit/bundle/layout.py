@@ -4,6 +4,8 @@
 manifest.json                      what the bundle holds (edgebit.bundle.manifest)
 tokenizer.json                     when the model has one
 reference/input_ids.npy, logits.npy   host PyTorch's reference vectors
+loader/                            the target's dynamic loader and C/C++ runtime (glibc, libstdc++, libgcc_s):
+                                   every runner starts through it, so the device needs only a Linux kernel
 runtimes/<runtime>/                one directory per runtime:
     <model file>                   model.so + weights.params, model.onnx, model.pte
     model.conf                     inputs and state shapes, for the runner
@@ -17,6 +19,7 @@ TOKENIZER = "tokenizer.json"
 REFERENCE_INPUTS = "reference/input_ids.npy"
 REFERENCE_LOGITS = "reference/logits.npy"
 RUNTIMES_DIR = "runtimes"
+LOADER_DIR = "loader"
 # Inside a runtime directory:
 MODEL_CONF = "model.conf"
 RUNNER_NAME = "edgebit-runner"

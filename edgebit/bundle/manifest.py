@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 from edgebit.errors import EdgebitError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the bundle carries its loader and C/C++ runtime (loader/)
 HEX = set("0123456789abcdef")
 
 
@@ -55,6 +55,7 @@ class TargetRecord:
     name: str
     triple: str
     debian_arch: str
+    loader: str  # file name of the dynamic loader in loader/ (ld-linux-aarch64.so.1, ...)
     features: list = field(default_factory=list)
     tvm: dict = field(default_factory=dict)
 
@@ -106,6 +107,8 @@ class Manifest:
             target=TargetRecord(_require(target, "name", str, f"{where} target"),
                                 _require(target, "triple", str, f"{where} target"),
                                 _require(target, "debian_arch", str, f"{where} target"),
+                                check_relative_path(_require(target, "loader", str, f"{where} target"),
+                                                    f"{where} target.loader"),
                                 list(target.get("features") or []), dict(target.get("tvm") or {})),
             runtimes=dict(runtimes), files=dict(files), built_on=str(data.get("built_on", "")),
             edgebit_version=str(data.get("edgebit_version", "")), format_version=version)

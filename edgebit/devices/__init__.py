@@ -1,8 +1,9 @@
 """Device kinds and the ``--device`` syntax: a registry of kinds, each one module in this package.
 
 ``local`` runs on this machine. ``qemu`` emulates the bundle's target with qemu-user; ``qemu:TARGET`` emulates a
-given target (a bundle built for another architecture is then refused). ``ssh://user@host`` and ``adb[:serial]``
-are reserved for real boards and phones.
+given target (a bundle built for another architecture is then refused). ``ssh://[user@]host[:port][/dir]`` reaches
+a board over SSH, ``adb[:serial]`` a phone (or any adbd) over adb; ``edgebit vm start`` boots an emulated board that
+speaks both.
 
 Adding a device kind: a module with a :class:`~edgebit.devices.base.Device` subclass and a ``KIND``
 (:class:`~edgebit.devices.base.DeviceKind`), and one line in :data:`DEVICE_MODULES`.
@@ -18,8 +19,9 @@ from edgebit.errors import EdgebitError
 DEVICE_MODULES = (
     "edgebit.devices.local",
     "edgebit.devices.qemu",
+    "edgebit.devices.ssh",
+    "edgebit.devices.adb",
 )
-RESERVED = ("ssh://", "adb")
 
 
 def device_kinds() -> list[DeviceKind]:
@@ -36,8 +38,6 @@ def open_device(spec: str, bundle_target: str | None = None) -> Device:
     for kind in device_kinds():
         if kind.matches(spec):
             return kind.open(spec, bundle_target)
-    if spec.startswith(RESERVED):
-        raise EdgebitError(f"device {spec!r}: ssh and adb devices are not available yet; use local or qemu")
     raise EdgebitError(f"unknown device {spec!r}; use {' or '.join(kind.syntax for kind in device_kinds())}")
 
 

@@ -57,8 +57,12 @@ class Device(abc.ABC):
     def cleanup(self) -> None:
         """Remove everything this device object pushed."""
 
+    def verify_files(self, root: str, files: dict[str, str]) -> None:
+        """Check pushed files (relative path -> sha256) on the device itself. Devices that share the host's file
+        system have nothing to add to the host's own check (Bundle.verify)."""
+
     def describe(self) -> str:
-        return f"{self.name} ({self.debian_arch})"
+        return f"{self.name} ({self.debian_arch})" if getattr(self, "debian_arch", "") else self.name
 
     def __enter__(self) -> "Device":
         return self

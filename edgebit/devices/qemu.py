@@ -1,5 +1,5 @@
-"""An emulated device: qemu-user runs the target's binaries on this machine, with a sysroot of the target's C and
-C++ runtime libraries built from Debian packages (edgebit.toolchain.provision). Files live on the host file system, so push
+"""An emulated device: qemu-user runs the target's binaries on this machine. Bundles carry their own loader and
+C/C++ runtime, so no sysroot is given to qemu. Files live on the host file system, so push
 and pull are local copies, as with the local device.
 
 qemu-user 10 (bookworm-backports) is used, not Debian 12's 7.2, which crashes on RVV instructions TVM emits.
@@ -23,10 +23,10 @@ class QemuDevice(LocalDevice):
         self.name = f"qemu:{target.name}"
         self.debian_arch = target.debian_arch
         self.emulator = provision.qemu_binary(target.qemu)
-        self.sysroot = provision.sysroot(target.debian_arch, target.triple)
 
     def command_prefix(self) -> list[str]:
-        return [str(self.emulator), "-cpu", self.target.qemu_cpu, "-L", str(self.sysroot)]
+        """No ``-L`` sysroot: a bundle carries its own loader and C runtime (edgebit.toolchain.c_runtime)."""
+        return [str(self.emulator), "-cpu", self.target.qemu_cpu]
 
 
 def open_qemu(spec: str, bundle_target: str | None) -> QemuDevice:
@@ -40,5 +40,5 @@ def open_qemu(spec: str, bundle_target: str | None) -> QemuDevice:
     return QemuDevice(target)
 
 
-KIND = DeviceKind("qemu", "qemu[:TARGET]", "emulates the bundle's target, or TARGET, with qemu-user",
+KIND = DeviceKind("qemu", "qemu or qemu:TARGET", "emulates the bundle's target, or TARGET, with qemu-user",
                   lambda spec: spec == "qemu" or spec.startswith("qemu:"), open_qemu)

@@ -15,6 +15,7 @@ from edgebit import bundle as bundle_format
 from edgebit.validate.agreement import Agreement, compare_logits
 from edgebit.bundle import Bundle, BundleError
 from edgebit.devices import Device, DeviceError
+from edgebit.toolchain.c_runtime import RUNNER_ENVIRONMENT
 from edgebit.validate.reference import perplexity
 
 RUN_TIMEOUT_S = 1800.0
@@ -34,16 +35,34 @@ class DeviceSession:
     bundle: Bundle
     device: Device
     threads: int = 1
+    timeout: float = RUN_TIMEOUT_S  # seconds one runner command may take on the device
     remote_root: str = ""
     timings: dict = field(default_factory=dict)
 
     def __enter__(self) -> "DeviceSession":
-        check_compatible(self.bundle, self.device)
-        self.remote_root = self.device.push(self.bundle.root)
+        try:
+            check_compatible(self.bundle, self.device)
+            self.remote_root = self.device.push(self.bundle.root)
+            self.device.verify_files(self.remote_root, self.bundle.manifest.files)
+        except BaseException:
+            self.device.cleanup()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.device.cleanup()
+
+    def runner_command(self, runtime_root: str, args: list[str]) -> list[str]:
+        """The runner started through the bundle's own loader and libraries (nothing from the device's system)."""
+        loader_dir = f"{self.remote_root}/{bundle_format.LOADER_DIR}"
+        return [f"{loader_dir}/{self.bundle.manifest.target.loader}", "--library-path",
+                f"{runtime_root}/{bundle_format.LIB_DIR}:{loader_dir}", f"{runtime_root}/{bundle_format.RUNNER}",
+                runtime_root, *args]
+
+    def runner_environment(self) -> dict[str, str]:
+        threads = str(self.threads)
+        return {"TVM_NUM_THREADS": threads, "EDGEBIT_NUM_THREADS": threads, "TMPDIR": self.remote_root,
+                **RUNNER_ENVIRONMENT}
 
     def _runner(self, runtime: str | None, args: list[str], inputs: np.ndarray, output_name: str) -> np.ndarray:
         runtime_root = f"{self.remote_root}/{bundle_format.runtime_dir(self.bundle.check_runtime(runtime))}"
@@ -52,11 +71,8 @@ class DeviceSession:
             np.save(local_in, np.ascontiguousarray(inputs, dtype=np.int64))
             remote_in = self.device.push(local_in)
             remote_out = f"{self.remote_root}/{output_name}"
-            runner = f"{runtime_root}/{bundle_format.RUNNER}"
-            threads = str(self.threads)
-            result = self.device.run([runner, runtime_root, args[0], remote_in, *args[1:], remote_out],
-                                     timeout=RUN_TIMEOUT_S, env={"TVM_NUM_THREADS": threads,
-                                                                 "EDGEBIT_NUM_THREADS": threads})
+            result = self.device.run(self.runner_command(runtime_root, [args[0], remote_in, *args[1:], remote_out]),
+                                     timeout=self.timeout, env=self.runner_environment())
             if result.returncode != 0:
                 signal = f" (killed by {result.signal_name})" if result.signal_name else ""
                 detail = (result.stderr.strip().splitlines() or ["no output"])[-1]

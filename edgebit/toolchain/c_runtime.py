@@ -1,0 +1,62 @@
+"""The C and C++ runtime a bundle carries, so its runners need nothing from the device but a Linux kernel.
+
+A runner is started through the bundle's own dynamic loader (``loader/ld-linux-*.so.*  --library-path ...
+bin/edgebit-runner``), with glibc, libm, libstdc++ and libgcc_s beside it, taken from the same Debian cross packages
+as the qemu sysroots (edgebit.toolchain.provision.sysroot). The same bundle then runs on Raspberry Pi OS, in an
+Android shell (no glibc there) and on a bare busybox board, and qemu-user needs no ``-L`` sysroot.
+
+Which libraries: the base set below plus every library the bundle's binaries need (their ``DT_NEEDED`` closure,
+read with ``readelf``) that the sysroot has.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from edgebit.errors import EdgebitError
+from edgebit.targets import Target
+from edgebit.toolchain import provision
+
+BASE_LIBRARIES = ("libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libpthread.so.0", "libdl.so.2",
+                  "librt.so.1")
+# glibc tunables the runner is started with: Android's seccomp filter (apps) kills the rseq syscall.
+RUNNER_ENVIRONMENT = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}
+
+
+def _sysroot_lib(target: Target) -> Path:
+    return provision.sysroot(target.debian_arch, target.triple) / "lib"
+
+
+def loader_name(target: Target) -> str:
+    """The file name of ``target``'s dynamic loader (``ld-linux-aarch64.so.1``, ...)."""
+    found = sorted(p.name for p in _sysroot_lib(target).glob("ld-linux*.so*"))
+    if not found:
+        raise EdgebitError(f"the {target.debian_arch} sysroot has no dynamic loader; remove "
+                           f"{provision.cache_dir() / 'sysroots' / target.debian_arch} and try again")
+    return found[0]
+
+
+def needed_libraries(binary: Path) -> list[str]:
+    """The ``DT_NEEDED`` entries of an ELF file (any architecture)."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        raise EdgebitError("readelf is not installed; install binutils (apt-get install binutils)")
+    result = subprocess.run([readelf, "-d", str(binary)], capture_output=True, text=True)
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", result.stdout)
+
+
+def c_runtime_files(target: Target, binaries: list[Path]) -> dict[str, Path]:
+    """{file name: host file} of the loader and the C/C++ runtime libraries ``binaries`` need on ``target``."""
+    lib = _sysroot_lib(target)
+    chosen = {loader_name(target)}
+    pending = [*BASE_LIBRARIES, *(name for binary in binaries for name in needed_libraries(binary))]
+    while pending:
+        name = pending.pop()
+        if name in chosen or not (lib / name).exists():
+            continue  # provided by the bundle's runtime libraries, or not a system library
+        chosen.add(name)
+        pending.extend(needed_libraries((lib / name).resolve()))
+    return {name: (lib / name).resolve() for name in sorted(chosen)}
