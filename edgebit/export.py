@@ -62,7 +62,7 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
     """
     from edgebit import runtimes
     from edgebit.generate import TOKENIZER_FILE, load_tokenizer
-    from edgebit.toolchain.c_runtime import c_runtime_files, loader_name
+    from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, loader_name
     from edgebit.validate.reference import host_logits, reference_inputs
 
     timer = timer or StageTimer()
@@ -104,6 +104,9 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
                         and p.parent.name in ("bin", bundle_format.LIB_DIR)]
             for name, source in c_runtime_files(target, binaries).items():
                 writer.add_file(source, f"{bundle_format.LOADER_DIR}/{name}")
+            for name in chosen:
+                check_self_contained(writer.staging / bundle_format.runtime_dir(name),
+                                     writer.staging / bundle_format.LOADER_DIR)
         if tokenizer is not None:
             writer.add_file(model_dir / TOKENIZER_FILE, bundle_format.TOKENIZER)
         np.save(writer.path(bundle_format.REFERENCE_INPUTS), inputs)

@@ -60,3 +60,20 @@ def c_runtime_files(target: Target, binaries: list[Path]) -> dict[str, Path]:
         chosen.add(name)
         pending.extend(needed_libraries((lib / name).resolve()))
     return {name: (lib / name).resolve() for name in sorted(chosen)}
+
+
+def is_elf(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def check_self_contained(runtime_dir: Path, loader_dir: Path) -> None:
+    """Every library an ELF file of ``runtime_dir`` needs is in its ``lib/`` or in ``loader_dir`` (else a clear
+    error: the bundle would fail on a device that lacks the library)."""
+    provided = {p.name for d in (runtime_dir / "lib", loader_dir) if d.is_dir() for p in d.iterdir()}
+    for path in sorted(runtime_dir.rglob("*")):
+        if path.is_file() and is_elf(path):
+            missing = sorted(set(needed_libraries(path)) - provided)
+            if missing:
+                raise EdgebitError(f"{path.relative_to(runtime_dir.parent.parent)} needs {', '.join(missing)}, "
+                                   "which the bundle does not carry; report this as an edgebit bug")

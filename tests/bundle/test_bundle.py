@@ -15,14 +15,15 @@ def make_bundle(root):
 
 
 RECORDS = {"model": {"family": "bitnet", "config": {"vocab_size": 16}, "max_seq_len": 8},
-           "target": {"name": "arm64", "triple": "aarch64-linux-gnu", "debian_arch": "arm64"},
+           "target": {"name": "arm64", "triple": "aarch64-linux-gnu", "debian_arch": "arm64",
+                      "loader": "ld-linux-aarch64.so.1"},
            "runtimes": {"tvm": {"version": "0"}}}
 
 
 def test_commit_lists_every_file_with_its_hash(tmp_path):
     bundle = make_bundle(tmp_path / "b")
     assert set(bundle.manifest.files) == {"model.so", "lib/libx.so"}
-    assert bundle.manifest.format_version == 2 and bundle.manifest.edgebit_version
+    assert bundle.manifest.format_version == 3 and bundle.manifest.edgebit_version
     bundle.verify()
 
 
@@ -86,6 +87,7 @@ def test_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path):
     (lambda m: m["files"].update({"/etc/hostname": "0" * 64}), "is not a path inside the bundle"),
     (lambda m: m["files"].update({"model.so": "xyz"}), "not 64 hex digits"),
     (lambda m: m.update(runtimes={}), "lists no runtimes"),
+    (lambda m: m["target"].update(loader="../../bin/sh"), "is not a path inside the bundle"),
     (lambda m: m.update(format_version=99), "bundle format 99 is not supported"),
 ])
 def test_a_malformed_manifest_is_one_clear_error(tmp_path, edit, message):
