@@ -365,6 +365,23 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
     _report_device_errors(outcomes)
 
 
+@app.command("android-layout")
+def android_layout(bundle: Path = typer.Argument(..., help="arm64 bundle directory (edgebit export -t android-arm64)"),
+                   out: Path = typer.Argument(..., help="app source set to write into, e.g. "
+                                              "examples/android/app/src/main"),
+                   runtime: Optional[str] = RuntimeOpt) -> None:
+    """Lay out one runtime of a bundle for an Android app: jniLibs/arm64-v8a/lib*.so and assets/edgebit/."""
+    from edgebit.bundle import Bundle
+    from edgebit.bundle.android import ASSETS_DIR, JNI_DIR, android_layout as layout_of, write_android_layout
+
+    opened = Bundle.open(bundle)
+    opened.verify()
+    layout = layout_of(opened, runtime)
+    write_android_layout(layout, out)
+    print(f"wrote {out}/{JNI_DIR} ({len(layout.native)} native files) and {out}/{ASSETS_DIR} "
+          f"({len(layout.assets)} assets, {len(layout.links)} links) for {layout.runtime}")
+
+
 @app.command("support-matrix")
 def support_matrix(markdown: bool = typer.Option(False, "--markdown", help="print the README's Markdown table"),
                    as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:

@@ -1,0 +1,5 @@
+// The app has no library dependencies: android.app.Activity, org.json and java.nio are all in the platform.
+plugins {
+    id("com.android.application") version "8.5.2" apply false
+    id("org.jetbrains.kotlin.android") version "1.9.24" apply false
+}
