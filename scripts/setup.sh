@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(python3-venv dpkg-dev g++ make cmake g++-aarch64-linux-gnu g++-riscv64-linux-gnu)
+SYSTEM_PACKAGES=(python3-venv dpkg-dev g++ make cmake g++-aarch64-linux-gnu g++-riscv64-linux-gnu openssh-client adb
+                 openssh-server binutils)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -13,7 +14,14 @@ if ((${#missing[@]})); then
   echo "setup: installing system packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # openssh-server is only for the tests' own sshd on 127.0.0.1: keep apt from starting a system-wide one.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$guard" >/dev/null && $SUDO chmod +x "$guard"
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$guard" ] || $SUDO rm -f "$guard"
 fi
 
 PYTHON="${PYTHON:-python3}"

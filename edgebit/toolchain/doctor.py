@@ -50,4 +50,13 @@ def checks() -> list[Check]:
     qemu_root = provision.cache_dir() / "qemu-user-10"
     found.append(Check("qemu-user 10", True, str(qemu_root) if qemu_root.exists() else
                        "fetched from Debian bookworm-backports on first emulated run", ""))
+    # Emulated boards (edgebit vm) and ssh:// / adb devices
+    for binary, package, purpose in (("ssh", "openssh-client", "ssh:// devices and edgebit vm boards"),
+                                     ("ssh-keygen", "openssh-client", "edgebit vm board keys"),
+                                     ("adb", "adb", "adb devices and edgebit vm boards")):
+        if not any(check.name == binary for check in found):
+            found.append(_tool(binary, package, purpose))
+    boards_qemu = sorted((provision.cache_dir() / "boards").glob("qemu-system-aarch64-*/usr/bin/qemu-system-aarch64"))
+    found.append(Check("qemu-system-aarch64", True, str(boards_qemu[-1]) if boards_qemu else
+                       "fetched from Debian bookworm on first 'edgebit vm start arm64'", ""))
     return found
