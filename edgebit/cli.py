@@ -281,10 +281,9 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
         single = {"device": results[0]["device"], "runtimes": results[0]["runtimes"]} if len(outcomes) == 1 else {}
         print(json.dumps({"bundle": str(bundle), **single, "passed": all(r["passed"] for r in results),
                           "results": results}, indent=2))
-    elif done:
-        where = done[0].where if len(outcomes) == 1 else f"{len(done)} devices"
-        console.print(_validation_table(f"{bundle} on {where}", [(o.where, r) for o in done for r in o.value],
-                                        with_device=len(outcomes) > 1))
+    else:
+        for o in done:  # one table per device: a Pi 4, a Pi 5 and a phone side by side
+            console.print(_validation_table(f"{bundle} on {o.where}", o.value))
     _report_device_errors(outcomes)
     failed = [(o.where, r) for o in done for r in o.value if not r.passed]
     if failed:
@@ -304,23 +303,21 @@ def _report_device_errors(outcomes) -> None:
         raise typer.Exit(USER_ERROR_EXIT)
 
 
-def _validation_table(title: str, rows, with_device: bool = False) -> Table:
-    """(device x) runtime x metric, each metric with its bound and a pass mark; ``rows``: (device, report)."""
+def _validation_table(title: str, reports) -> Table:
+    """Runtime x metric, each metric with its bound and a pass mark."""
     from edgebit.validate.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
 
     mark = lambda ok: "[green]ok[/green]" if ok else "[red]FAIL[/red]"
     table = Table(title=title,
                   caption=f"bounds: cosine >= {MIN_COSINE}, max abs error <= {MAX_ABS_ERROR_FRACTION:.0%} of max "
                           "|logit|, same argmax wherever the top-2 margin is clear")
-    if with_device:
-        table.add_column("device", no_wrap=True)
     table.add_column("runtime", no_wrap=True)
     for header in ("cosine", "max err", "bound", "top-1", "ppl host", "ppl dev", ""):
         table.add_column(header)
-    for where, r in rows:
+    for r in reports:
         a = r.agreement
         bound = MAX_ABS_ERROR_FRACTION * a.max_abs_logit
-        table.add_row(*([where] if with_device else []), r.runtime, f"{a.cosine:.6f}", f"{a.max_abs_error:.3g}", f"{bound:.3g}",
+        table.add_row(r.runtime, f"{a.cosine:.6f}", f"{a.max_abs_error:.3g}", f"{bound:.3g}",
                       f"{a.top1_agreement:.1%}", f"{r.reference_perplexity:.2f}", f"{r.device_perplexity:.2f}",
                       mark(r.passed))
     return table
