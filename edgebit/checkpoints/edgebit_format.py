@@ -6,11 +6,12 @@ config.json: ``{"edgebit_format": 1, "family": "bitnet" | "bimamba", "weight_enc
 BitNet: model.safetensors holds, per ternary projection ``NAME`` (e.g. ``layers.0.self_attn.q_proj``):
 ``NAME.w_packed`` uint8 [out, ceil(in/4)] in the planar layout (``planar2``) or ``NAME.w_base3`` uint8
 [out, ceil(in/5)] (``base3``), and ``NAME.w_scale`` float32 [1] (multiplicative). Embeddings and the optional
-untied ``lm_head.weight`` are float16; norm weights float32. See edgebit.quant.packing for the bit layouts.
+untied ``lm_head.weight`` keep the precision the source checkpoint stored them in (float32, bfloat16 or float16;
+float16 for a model trained by edgebit); norm weights float32. See edgebit.quant.packing for the bit layouts.
 
 Bi-Mamba: per FBI-Linear projection ``NAME`` (e.g. ``layers.0.mixer.in_proj``): ``NAME.w_signs`` uint8
 [out, ceil(in/8)] (1 bit per weight, ops/binary_matmul/SPEC.md), ``NAME.alpha`` and ``NAME.beta`` float32 [1, in];
-embeddings float16; everything else (conv1d, A_log, D, dt_bias, norms) float32.
+embeddings (and an untied head) in the source's precision as for BitNet; everything else (conv1d, A_log, D, dt_bias, norms) float32.
 """
 
 from __future__ import annotations
@@ -42,10 +43,31 @@ def is_edgebit_checkpoint(config: dict) -> bool:
     return "edgebit_format" in config
 
 
-def stored_tensor(name: str, tensor: torch.Tensor) -> torch.Tensor:
+SOURCE_PRECISIONS = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def record_stored_dtypes(model, source: TensorSource, stored_names: dict[str, str]) -> None:
+    """Remember on ``model`` (``model.stored_dtypes``) the dtype the checkpoint stored its embeddings and untied
+    head in (``stored_names``: our tensor name -> the checkpoint's), so that converting it keeps that precision
+    (a float32 source converted to float16 embeddings misses the agreement bound against the source)."""
+    dtypes = getattr(model, "stored_dtypes", {})
+    for ours, theirs in stored_names.items():
+        if ours in HALF_PRECISION and theirs in source.tensors:
+            dtype = source.tensors[theirs].dtype
+            dtypes[ours] = dtype if dtype in SOURCE_PRECISIONS else torch.float32
+    model.stored_dtypes = dtypes
+
+
+def stored_tensor(name: str, tensor: torch.Tensor, model=None) -> torch.Tensor:
+    """``tensor`` as edgebit's format stores it: packed uint8 as is, embeddings and an untied head in the precision
+    the source stored them in (``model.stored_dtypes``; float16 for a model without a record, e.g. one edgebit
+    trained), everything else float32."""
     if tensor.dtype == torch.uint8:
         return tensor.contiguous().clone()
-    dtype = torch.float16 if name in HALF_PRECISION else torch.float32
+    if name in HALF_PRECISION:
+        dtype = getattr(model, "stored_dtypes", {}).get(name, torch.float16)
+    else:
+        dtype = torch.float32
     return tensor.to(dtype).contiguous().clone()
 
 

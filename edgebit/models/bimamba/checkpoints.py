@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from edgebit.checkpoints.source import TensorSource
-from edgebit.checkpoints.edgebit_format import config_from_record, stored_tensor
+from edgebit.checkpoints.edgebit_format import config_from_record, record_stored_dtypes, stored_tensor
 from edgebit.errors import CheckpointError
 from edgebit.models.bimamba.model import BiMambaConfig, BiMambaForCausalLM, FBILinear
 
@@ -111,7 +111,7 @@ def _load(model: BiMambaForCausalLM, source: TensorSource, embedding_key: str) -
                 signs, alpha, beta, error = fit_fbi(latent)
                 errors.append(error)
             layer.set_binary(signs, alpha, beta)
-    state = {}
+    state, stored_names = {}, {}
     for name, param in model.state_dict().items():
         module_name = name.rsplit(".", 1)[0]
         if isinstance(model.get_submodule(module_name), FBILinear):
@@ -119,8 +119,10 @@ def _load(model: BiMambaForCausalLM, source: TensorSource, embedding_key: str) -
             continue
         stored = {"embeddings.weight": embedding_key, "norm_f.weight": "backbone.norm_f.weight",
                   "lm_head.weight": "lm_head.weight"}.get(name, f"backbone.{name}")
+        stored_names[name] = stored
         state[name] = source.take(stored, tuple(param.shape), allow_zero=name.endswith("conv1d.bias")).float()
     model.load_state_dict(state)
+    record_stored_dtypes(model, source, stored_names)
     model.binarization_error = max(errors) if errors else None
     return model
 
@@ -155,7 +157,7 @@ def load_mamba_ssm(config: dict, source: TensorSource) -> BiMambaForCausalLM:
 
 def save_tensors(model: BiMambaForCausalLM, encoding: str) -> dict[str, torch.Tensor]:
     """The packed model's state as stored: w_signs, alpha and beta per projection, the rest as they are."""
-    return {name: stored_tensor(name, t) for name, t in model.state_dict().items()}
+    return {name: stored_tensor(name, t, model) for name, t in model.state_dict().items()}
 
 
 def load_edgebit(config: dict, source: TensorSource) -> BiMambaForCausalLM:
@@ -168,4 +170,5 @@ def load_edgebit(config: dict, source: TensorSource) -> BiMambaForCausalLM:
     state = {name: source.take(name, tuple(p.shape), allow_zero=name.endswith(("conv1d.bias", "beta", "w_signs")))
              .to(p.dtype) for name, p in model.state_dict().items()}
     model.load_state_dict(state)
+    record_stored_dtypes(model, source, {name: name for name in state})
     return model

@@ -17,7 +17,7 @@ import torch
 from edgebit.checkpoints.source import TensorSource
 from edgebit.errors import CheckpointError
 from edgebit.models.bitnet.model import ACTIVATIONS, BitNetConfig, BitNetForCausalLM, TernaryLinear
-from edgebit.checkpoints.edgebit_format import config_from_record, stored_tensor
+from edgebit.checkpoints.edgebit_format import config_from_record, record_stored_dtypes, stored_tensor
 from edgebit.quant.packing import pack_base3, pack_planar, planar_columns, unpack_base3, unpack_hf_rowblocked
 from edgebit.quant.activations import quantize_weights
 
@@ -102,6 +102,7 @@ def fill_bitnet(model: BitNetForCausalLM, source: TensorSource, set_projection, 
         else:
             state[name] = source.take(stored_name(name), tuple(param.shape)).float()
     model.load_state_dict(state)
+    record_stored_dtypes(model, source, {name: stored_name(name) for name in state})
 
 
 def _hf_name(name: str, renames: dict[str, str] | None = None) -> str:
@@ -152,7 +153,7 @@ def save_tensors(model: BitNetForCausalLM, encoding: str) -> dict[str, torch.Ten
     for name, param in model.state_dict().items():
         if name.rsplit(".", 1)[0] in ternary:
             continue
-        tensors[name] = stored_tensor(name, param)
+        tensors[name] = stored_tensor(name, param, model)
     return tensors
 
 

@@ -1,0 +1,169 @@
+"""The commands together on one bundle with every runtime: the demo model exported for x86_64 (this machine) with
+`-r all`, validated with 2 threads, run through the portable ONNX runtime against transformers' BitNetForCausalLM
+carrying the demo's weights, benchmarked (JSON), generating on the device like the host does; and how runtime
+selection for a target reports skipped, impossible and unavailable runtimes."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from cli_helpers import EDGEBIT, assert_user_error, run_cli
+from edgebit.cli import EMBEDDED_MODELS
+from edgebit.validate.agreement import compare_logits
+from hf_checkpoints import TinyShape, transformers_logits, write_packed
+
+ALL_RUNTIMES = ["tvm", "onnx-custom", "onnx-portable", "executorch"]
+MAX_SEQ_LEN = 64
+DEMO = EMBEDDED_MODELS["demo"]
+PROMPT = "A list is"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("commands")
+
+
+@pytest.fixture(scope="module")
+def bundle(work):
+    out = work / "demo-x86_64.bundle"
+    result = run_cli("export", "demo", "-t", "x86_64", "-r", "all", "-o", out, "--max-seq-len", MAX_SEQ_LEN,
+                     check=True)
+    for runtime in ALL_RUNTIMES:
+        assert f"done {runtime} (x86_64)" in " ".join(result.stdout.split()), result.stdout
+    return out
+
+
+def unpack_planar_numpy(packed: np.ndarray, in_features: int) -> np.ndarray:
+    """README's planar2: byte b of a row holds in bits 2j..2j+1 the code (w + 1) of column j * Kq + b."""
+    kq = packed.shape[1]
+    codes = np.concatenate([(packed >> (2 * j)) & 3 for j in range(4)], axis=1)[:, :in_features]
+    assert kq * 4 >= in_features
+    return codes.astype(np.int8) - 1
+
+
+def demo_as_hf_checkpoint(directory):
+    """The demo's weights in the Hugging Face packed BitNet layout (transformers' own packing), autobitlinear
+    (multiplicative scale, as edgebit stores it)."""
+    from safetensors.torch import save_file
+    from transformers.integrations.bitnet import pack_weights
+
+    config = json.loads((DEMO / "config.json").read_text())["config"]
+    stored = load_file(str(DEMO / "model.safetensors"))
+    tensors = {}
+    for name, value in stored.items():
+        if name.endswith(".w_packed"):
+            base = name[: -len(".w_packed")]
+            in_features = config["intermediate_size"] if base.endswith("down_proj") else config["hidden_size"]
+            ternary = torch.from_numpy(unpack_planar_numpy(value, in_features)).float()
+            tensors[f"model.{base}.weight"] = pack_weights(ternary)
+            tensors[f"model.{base}.weight_scale"] = torch.from_numpy(stored[base + ".w_scale"].astype(np.float32))
+        elif not name.endswith(".w_scale"):
+            tensors[f"model.{name}"] = torch.from_numpy(value.astype(np.float32))
+    hf = {"architectures": ["BitNetForCausalLM"], "model_type": "bitnet", "torch_dtype": "float32",
+          "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                                  "quantization_mode": "offline", "modules_to_not_convert": None},
+          **{k: config[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                    "num_attention_heads", "num_key_value_heads", "hidden_act", "rms_norm_eps",
+                                    "rope_theta", "max_position_embeddings", "tie_word_embeddings",
+                                    "bos_token_id", "eos_token_id")}}
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(hf))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "model.safetensors"))
+    return directory
+
+
+def test_export_all_writes_every_runtime(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert sorted(manifest["runtimes"]) == sorted(ALL_RUNTIMES)
+    assert (bundle / "tokenizer.json").is_file()
+    for runtime in ALL_RUNTIMES:
+        assert any(path.startswith(f"runtimes/{runtime}/") for path in manifest["files"])
+
+
+def test_validate_every_runtime_with_two_threads(bundle):
+    result = run_cli("validate", bundle, "--device", "local", "--threads", "2", "--json", check=True)
+    report = json.loads(result.stdout)
+    assert report["passed"]
+    assert sorted(r["runtime"] for r in report["runtimes"]) == sorted(ALL_RUNTIMES)
+    for r in report["runtimes"]:
+        assert r["passed"] and r["cosine"] >= 0.9999, r
+        assert abs(r["device_perplexity"] - r["reference_perplexity"]) < 0.05 * r["reference_perplexity"]
+
+
+def test_validate_table(bundle):
+    result = run_cli("validate", bundle, "--device", "local", "-r", "onnx-custom", "-r", "tvm", check=True)
+    rows = [line for line in result.stdout.splitlines() if "onnx-custom" in line or line.lstrip("│ ").startswith("tvm")]
+    assert len(rows) == 2 and all("ok" in row for row in rows), result.stdout
+
+
+def test_run_onnx_portable_agrees_with_transformers(bundle, work):
+    tokenizer_ids = np.array([[0, 65, 412, 1033, 7, 301, 2048, 99, 3000, 15, 16, 17]], dtype=np.int64)
+    ids = np.concatenate([tokenizer_ids, tokenizer_ids[:, ::-1]], axis=0)
+    np.save(work / "ids.npy", ids)
+    out = work / "logits-portable.npy"
+    result = run_cli("run", bundle, "--device", "local", "-r", "onnx-portable", "-i", work / "ids.npy", "-o", out,
+                     check=True)
+    assert "onnx-portable" in result.stdout
+    logits = np.load(out)
+    assert logits.dtype == np.float32 and logits.shape == (2, 12, 4096)
+    reference = transformers_logits(demo_as_hf_checkpoint(work / "demo-hf"), torch.from_numpy(ids)).numpy()
+    agreement = compare_logits(logits, reference)
+    assert agreement.passed, agreement.describe()
+
+
+def test_bench_json(bundle):
+    result = run_cli("bench", bundle, "--device", "local", "--threads", "2", "--prompt-tokens", 8, "--new-tokens", 8,
+                     "--repeats", 1, "--json", check=True)
+    report = json.loads(result.stdout)
+    assert report["threads"] == 2 and report["device"] and report["bundle"] == str(bundle)
+    assert sorted(s["runtime"] for s in report["runtimes"]) == sorted(ALL_RUNTIMES)
+    for speed in report["runtimes"]:
+        assert speed["prompt_tokens"] == 8 and speed["new_tokens"] == 8
+        assert speed["prefill_tokens_per_s"] > 0 and speed["decode_tokens_per_s"] > 0
+
+
+def test_bench_table_for_chosen_runtimes(bundle):
+    result = run_cli("bench", bundle, "--device", "local", "-r", "tvm", "--prompt-tokens", 4, "--new-tokens", 4,
+                     "--repeats", 1, check=True)
+    assert "tvm" in result.stdout and "executorch" not in result.stdout and "1.00x" in result.stdout
+
+
+@pytest.mark.parametrize("runtime", ["tvm", "executorch"])
+def test_generate_on_device_equals_host_greedy(bundle, runtime):
+    host = run_cli("generate", "demo", "--prompt", PROMPT, "-n", 16, "--temperature", 0, check=True).stdout
+    device = run_cli("generate", bundle, "--device", "local", "-r", runtime, "--prompt", PROMPT, "-n", 16,
+                     check=True).stdout
+    assert host.startswith(PROMPT) and len(host.split()) > 4
+    assert device.startswith(host), (host, device)
+    assert runtime in device[len(host):]  # the timing line names the runtime
+
+
+@pytest.mark.slow  # loads the demo model before refusing
+def test_runtime_that_cannot_run_on_the_target():
+    assert_user_error(run_cli("export", "demo", "-t", "riscv64", "-r", "executorch"),
+                      "runtime executorch cannot run bitnet models on riscv64")
+
+
+@pytest.mark.slow  # loads the demo model before refusing
+def test_group_with_no_runtime_for_the_target():
+    assert_user_error(run_cli("export", "demo", "-t", "riscv64", "-r", "onnx"),
+                      "none of the runtimes onnx supports bitnet on riscv64", "support-matrix")
+
+
+@pytest.mark.slow
+@pytest.mark.cross
+def test_group_skips_what_the_target_lacks(work):
+    """`-r all` for riscv64 keeps TVM and prints one skipped line per runtime riscv64 lacks."""
+    checkpoint = write_packed(work / "tiny", TinyShape(), "bitlinear", seed=4)
+    out = work / "tiny-riscv64.bundle"
+    # Not run_cli: the first riscv64 export builds the riscv64 TVM runtime (about 4 minutes, then cached).
+    result = subprocess.run([EDGEBIT, "export", str(checkpoint), "-t", "riscv64", "-r", "all", "-o", str(out),
+                             "--max-seq-len", "16"], capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    skipped = [line.split("skipped", 1)[1] for line in result.stdout.splitlines() if "skipped" in line]
+    assert sorted(line.split(":")[0].strip() for line in skipped) == ["executorch", "onnx-custom", "onnx-portable"]
+    assert list(json.loads((out / "manifest.json").read_text())["runtimes"]) == ["tvm"]
