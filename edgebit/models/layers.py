@@ -24,3 +24,16 @@ def output_logits(hidden: torch.Tensor, embedding: nn.Embedding, lm_head: nn.Lin
     """float32 logits from the final hidden states: the untied head if there is one, else the tied embedding."""
     head = embedding.weight if lm_head is None else lm_head.weight
     return F.linear(hidden, head.float())
+
+
+def layers_of(model: nn.Module, layer_class: type) -> dict[str, nn.Module]:
+    """The ``layer_class`` modules of ``model`` by qualified name (a family's packed projections)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, layer_class)}
+
+
+def pack_layers(model: nn.Module, layer_class: type) -> nn.Module:
+    """Pack every still-latent ``layer_class`` module of ``model`` in place (end of training); returns ``model``."""
+    for layer in layers_of(model, layer_class).values():
+        if not layer.is_packed:
+            layer.pack()
+    return model

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgebit.models.layers import RMSNorm, output_logits
+from edgebit.models.layers import RMSNorm, layers_of, output_logits, pack_layers
 from edgebit_ops.binary_matmul import binary_linear, pack_signs, unpack_signs
 from edgebit_ops.selective_scan import selective_scan, selective_scan_chunked
 
@@ -241,10 +241,8 @@ class BiMambaForCausalLM(nn.Module):
         return output_logits(self.norm_f(x), self.embeddings, self.lm_head)
 
     def binary_layers(self) -> dict[str, FBILinear]:
-        return {name: m for name, m in self.named_modules() if isinstance(m, FBILinear)}
+        return layers_of(self, FBILinear)
 
     def pack(self) -> "BiMambaForCausalLM":
-        for layer in self.binary_layers().values():
-            if not layer.is_packed:
-                layer.pack()
-        return self
+        """Pack every latent projection in place (end of training); returns self."""
+        return pack_layers(self, FBILinear)

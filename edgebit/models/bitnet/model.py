@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgebit.models.layers import RMSNorm, output_logits
+from edgebit.models.layers import RMSNorm, layers_of, output_logits, pack_layers
 from edgebit.quant.packing import pack_planar, unpack_planar
 from edgebit.quant.activations import fake_quant_activations_ste, fake_quant_weights_ste, quantize_weights
 from edgebit_ops.ternary_matmul import ternary_linear
@@ -257,11 +257,8 @@ class BitNetForCausalLM(nn.Module):
         return output_logits(self.norm(x), self.embed_tokens, self.lm_head)
 
     def ternary_layers(self) -> dict[str, TernaryLinear]:
-        return {name: m for name, m in self.named_modules() if isinstance(m, TernaryLinear)}
+        return layers_of(self, TernaryLinear)
 
     def pack(self) -> "BitNetForCausalLM":
-        """Ternarize every latent projection in place (end of training); returns self."""
-        for layer in self.ternary_layers().values():
-            if not layer.is_packed:
-                layer.pack()
-        return self
+        """Pack every latent projection in place (end of training); returns self."""
+        return pack_layers(self, TernaryLinear)
