@@ -32,6 +32,8 @@ def random_model(family: str, hidden: int, layers: int, vocab: int):
         with torch.no_grad():
             for layer in model.binary_layers().values():
                 layer.weight.add_((layer.weight == 0).float() * 1e-3)  # one bit stores no sign(0)
+            for block in model.layers:
+                block.mixer.dt_bias.normal_(0, 0.5)  # an all-zero tensor is refused as a known checkpoint defect
         return model.pack()
     from edgebit.models.bitnet.model import BitNetConfig, BitNetForCausalLM
 
@@ -56,7 +58,7 @@ def main() -> None:
     from edgebit.checkpoints.edgebit_format import save_checkpoint
     from edgebit.validate.session import DeviceSession, measure_speed
     from edgebit.devices import open_device
-    from edgebit.export import export_bundle
+    from edgebit.export import ExportConfig, export_bundle
     from edgebit.toolchain.host_cpu import host_tvm_cpu
     from edgebit.targets import resolve_target
 
@@ -66,7 +68,7 @@ def main() -> None:
         save_checkpoint(random_model(args.family, args.hidden, args.layers, args.vocab), checkpoint)
         bundle_dir = Path(work) / "model.bundle"
         max_seq_len = args.prompt_tokens + args.new_tokens + 8
-        export_bundle(checkpoint, target, bundle_dir, max_seq_len, runtimes=["all"])
+        export_bundle(ExportConfig(checkpoint, target, bundle_dir, max_seq_len, runtimes=("all",)))
         bundle = Bundle.open(bundle_dir)
         os.environ.pop("TVM_NUM_THREADS", None)
         with DeviceSession(bundle, open_device("local"), threads=args.threads) as session:

@@ -30,6 +30,9 @@ class Target:
     qemu_cpu: str
     tvm: dict
     features: tuple[str, ...] = ()
+    # g++ code generation flags for edgebit's C++ kernels (ops/*/kernel.h pick their AVX2 / AVX-512 VNNI / NEON /
+    # sdot paths from them), shared by every runtime that compiles them (ONNX Runtime ops, ExecuTorch kernels)
+    cflags: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default=())
 
     @property
@@ -49,7 +52,7 @@ def _load(path: Path) -> Target:
     return Target(name=data["name"], description=data["description"], debian_arch=data["debian_arch"],
                   triple=data["triple"], cross_prefix=data.get("cross_prefix", ""), qemu=data.get("qemu", ""),
                   qemu_cpu=data.get("qemu_cpu", ""), tvm=data["tvm"], features=tuple(data.get("features", ())),
-                  aliases=tuple(data.get("aliases", ())))
+                  cflags=tuple(data.get("cflags", ())), aliases=tuple(data.get("aliases", ())))
 
 
 def all_targets() -> dict[str, Target]:

@@ -4,7 +4,7 @@
 
 #include <mutex>
 
-#include "ort_ops.h"
+#include "common/ort_ops.h"
 
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL
 RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {

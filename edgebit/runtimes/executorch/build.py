@@ -1,5 +1,6 @@
-"""Builds the ExecuTorch side of a bundle for a target: the edgebit kernel library (``ops/*/executorch_kernel.cpp``,
-registered with ExecuTorch's operator registry) and the device runner (``executorch_runner.cpp``), both against the
+"""Builds the ExecuTorch side of a bundle for a target: the edgebit kernel library (``ops/*/executorch_adapter.cpp``
+over each operator's ``kernel.h``, registered with ExecuTorch's operator registry, compiled with the target's
+``cflags`` like the ONNX Runtime ops) and the device runner (``executorch_runner.cpp``), both against the
 executorch wheel, cached by sources and toolchain.
 
 * amd64: the installed executorch wheel's headers and ``lib/*.so``;
@@ -28,7 +29,6 @@ from edgebit.targets import Target
 
 RUNNER_SOURCE = Path(__file__).parent / "runner.cpp"
 KERNEL_LIBRARY = "libedgebit_executorch_ops.so"
-KERNEL_OPS = ("ternary_matmul", "binary_matmul", "selective_scan")
 # What a .pte of ours needs at run time: the runtime (Module API, operator registry), the CPU kernels for the
 # dense ops XNNPACK does not take, the XNNPACK delegate and the thread pool both of them use.
 RUNTIME_LIBRARIES = ("libexecutorch.so", "libexecutorch_kernels_optimized.so", "libexecutorch_backend_xnnpack.so",
@@ -59,8 +59,7 @@ def include_dirs() -> list[Path]:
 def kernel_sources() -> list[Path]:
     import edgebit_ops
 
-    root = Path(edgebit_ops.__file__).parent
-    return [root / op / "executorch_kernel.cpp" for op in KERNEL_OPS]
+    return [edgebit_ops.OPS_ROOT / op / "executorch_adapter.cpp" for op in edgebit_ops.KERNEL_OPS]
 
 
 def unsupported_reason(target: Target) -> str | None:
@@ -111,24 +110,25 @@ def build(target: Target) -> Path:
     """
     if shutil.which(target.cxx) is None:
         raise EdgebitError(missing_tool_message(target.cxx))
+    import edgebit_ops
+
     libraries = runtime_libraries(target)
     sources = kernel_sources()
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [*sources, RUNNER_SOURCE, DRIVER_HEADER])
-                            + target.cxx.encode() + executorch_version().encode()
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [*sources, *edgebit_ops.kernel_headers(), RUNNER_SOURCE,
+                                                              DRIVER_HEADER])
+                            + target.cxx.encode() + " ".join(target.cflags).encode() + executorch_version().encode()
                             + subprocess.run([target.cxx, "--version"], capture_output=True).stdout
                             + b"".join(p.read_bytes()[:4096] for p in libraries)).hexdigest()[:16]
     lib_dirs = sorted({f"-L{p.parent}" for p in libraries})
     common = [target.cxx, "-std=c++17", "-O3", *(f"-I{d}" for d in include_dirs()), *(f"-D{d}" for d in DEFINITIONS)]
-    # The kernels are tuned for the target's CPU (its TVM mcpu) and may reassociate their float sums (omp simd).
-    cpu = target.tvm.get("mcpu")
-    tuning = ["-fopenmp-simd", *([f"-march={cpu}" if target.debian_arch == "amd64" else f"-mcpu={cpu}"] if cpu else [])]
 
     def run_build(staging: Path) -> None:
         (staging / "bin").mkdir()
         (staging / "lib").mkdir()
         kernels = staging / "lib" / KERNEL_LIBRARY
-        _compile([*common, *tuning, "-fPIC", "-shared", *map(str, sources), "-o", str(kernels), *lib_dirs,
-                  "-lexecutorch_threadpool", "-lexecutorch", "-Wl,-rpath,$ORIGIN"], "the ExecuTorch kernels")
+        _compile([*common, *target.cflags, f"-I{edgebit_ops.OPS_ROOT}", "-fPIC", "-shared", *map(str, sources),
+                  "-o", str(kernels), *lib_dirs, "-lexecutorch_threadpool", "-lexecutorch", "-Wl,-rpath,$ORIGIN"],
+                 "the ExecuTorch kernels")
         # The kernel and delegate libraries register themselves from static initializers and export nothing the
         # runner calls: --no-as-needed keeps them in its dependencies.
         _compile([*common, f"-I{DRIVER_HEADER.parent}", str(RUNNER_SOURCE), "-o", str(staging / "bin" / RUNNER_NAME), *lib_dirs,

@@ -33,9 +33,9 @@ OPS_LIBRARY = "libedgebit_ort_ops.so"
 
 RUNTIME_DIR = Path(__file__).parent
 OPS_ROOT = Path(edgebit_ops.__file__).parent  # ops/ in the repository, edgebit_ops when installed
-OPS_SOURCES = (OPS_ROOT / "ternary_matmul" / "ort_kernel.cc", OPS_ROOT / "binary_matmul" / "ort_kernel.cc",
-               OPS_ROOT / "selective_scan" / "ort_kernel.cc", RUNTIME_DIR / "ort_ops" / "register.cc")
-OPS_HEADER = RUNTIME_DIR / "ort_ops" / "ort_ops.h"
+# One adapter per operator over its kernel.h, plus the library's entry point (RegisterCustomOps).
+OPS_SOURCES = (*(OPS_ROOT / op / "ort_adapter.cc" for op in edgebit_ops.KERNEL_OPS),
+               OPS_ROOT / "common" / "ort_register.cc")
 RUNNER_SOURCES = (RUNTIME_DIR / "runner.cc", DRIVER_HEADER)
 
 
@@ -98,17 +98,8 @@ def ort_library(target: Target) -> Path:
     return provision.cached_build(final, lambda staging: _from_wheel(target.debian_arch, staging)) / ORT_SONAME
 
 
-def arch_flags(target: Target) -> list[str]:
-    """Code generation flags for the kernels' vector paths (AVX2 maddubs, NEON smull, sdot)."""
-    if target.debian_arch == "amd64":
-        return ["-mavx2", "-mfma"] if "avx2" in target.features else []
-    if target.debian_arch == "arm64":
-        return ["-march=armv8.2-a+dotprod"] if "dotprod" in target.features else ["-march=armv8-a"]
-    return []
-
-
 def _digest(target: Target, files, extra: bytes = b"") -> str:
-    data = b"".join(p.read_bytes() for p in files) + target.cxx.encode() + " ".join(arch_flags(target)).encode()
+    data = b"".join(p.read_bytes() for p in files) + target.cxx.encode() + " ".join(target.cflags).encode()
     return hashlib.sha256(data + extra).hexdigest()[:16]
 
 
@@ -123,11 +114,11 @@ def build_ops_library(target: Target) -> Path:
     """``libedgebit_ort_ops.so`` for ``target`` (the ``edgebit`` custom-op domain), built on first use."""
     _check_compiler(target)
     include = headers()
-    digest = _digest(target, (*OPS_SOURCES, OPS_HEADER), (include / "onnxruntime_c_api.h").read_bytes()[:8192])
+    digest = _digest(target, (*OPS_SOURCES, *edgebit_ops.kernel_headers()), (include / "onnxruntime_c_api.h").read_bytes()[:8192])
 
     def build(staging: Path) -> None:
         _compile(target, ["-std=c++17", "-O3", "-fPIC", "-shared", "-fvisibility=hidden", "-DORT_API_MANUAL_INIT",
-                          *arch_flags(target), f"-I{include}", f"-I{OPS_HEADER.parent}", *map(str, OPS_SOURCES),
+                          *target.cflags, f"-I{include}", f"-I{OPS_ROOT}", *map(str, OPS_SOURCES),
                           "-o", str(staging / OPS_LIBRARY)], "the ONNX Runtime custom-op library")
 
     return provision.cached_build(provision.cache_dir() / "ort-ops" / f"{target.name}-{digest}", build) / OPS_LIBRARY

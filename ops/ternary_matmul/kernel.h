@@ -1,0 +1,167 @@
+// edgebit::ternary_linear / TernaryMatMul (SPEC.md in this folder), once for every runtime:
+//   x float [..., K], w_packed uint8 [N, Kq] (planar 2-bit codes: byte b of a row holds k = j * Kq + b in bits 2j),
+//   w_scale float [1]  ->  out float [..., N]
+// Per token: int8 absmax quantization (round half to even), an exact integer product with the codes, then
+// acc / s * w_scale in float32 -- the same operations, in the same order, as the reference.
+//
+// The product uses sum_k q[k] * (c[k] - 1) = sum_k q[k] * c[k] - sum_k q[k] with codes c in {0, 1, 2}, so the inner
+// loop multiplies unsigned codes by signed activations (AVX-512 VNNI vpdpbusd, AVX2 maddubs, NEON sdot / smull) with
+// no sign fix-up. Integer sums: every ISA path gives exactly the same result.
+#pragma once
+
+#include "common/kernel_common.h"
+
+namespace edgebit_kernels::ternary_matmul {
+
+// ---- generic C++ (the fallback, and every path's tail from byte `b` on; -O3 vectorizes it on other ISAs) ----
+namespace generic {
+inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq, int64_t b) {
+  int32_t total = 0;
+  for (; b < kq; ++b) {
+    const uint8_t p = w[b];
+    total += q[b] * (p & 3) + q[kq + b] * ((p >> 2) & 3) + q[2 * kq + b] * ((p >> 4) & 3) + q[3 * kq + b] * (p >> 6);
+  }
+  return total;
+}
+}  // namespace generic
+
+// ---- x86: AVX-512 VNNI (64 bytes a step), then AVX2 (32 bytes a step); each advances *b past what it summed ----
+#if defined(EDGEBIT_AVX512VNNI)
+namespace avx512vnni {
+inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq, int64_t* b) {
+  const __m512i mask = _mm512_set1_epi8(3);
+  __m512i acc = _mm512_setzero_si512();
+  for (; *b + 64 <= kq; *b += 64) {
+    const __m512i p = _mm512_loadu_si512(w + *b);
+    for (int j = 0; j < 4; ++j) {
+      const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(p, 2 * j), mask);
+      acc = _mm512_dpbusd_epi32(acc, codes, _mm512_loadu_si512(q + j * kq + *b));
+    }
+  }
+  return _mm512_reduce_add_epi32(acc);
+}
+}  // namespace avx512vnni
+#endif
+
+#if defined(EDGEBIT_AVX2)
+namespace avx2 {
+inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq, int64_t* b) {
+  const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  __m256i acc = _mm256_setzero_si256();
+  for (; *b + 32 <= kq; *b += 32) {
+    const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + *b));
+    auto plane = [&](int j) {
+      const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(p, 2 * j), mask);
+      return _mm256_maddubs_epi16(codes, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + j * kq + *b)));
+    };
+    const __m256i sum = _mm256_add_epi16(_mm256_add_epi16(plane(0), plane(1)), _mm256_add_epi16(plane(2), plane(3)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sum, ones));  // |lane| <= 4 * 2 * 2 * 128 before madd: no overflow
+  }
+  __m128i half = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+  half = _mm_hadd_epi32(half, half);
+  half = _mm_hadd_epi32(half, half);
+  return _mm_cvtsi128_si32(half);
+}
+}  // namespace avx2
+#endif
+
+// ---- arm: NEON (smull / smlal) or ARMv8.2 sdot, 16 bytes a step ----
+#if defined(EDGEBIT_NEON)
+namespace neon {
+inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq, int64_t* b) {
+  const uint8x16_t mask = vdupq_n_u8(3);
+  int32x4_t acc = vdupq_n_s32(0);
+  for (; *b + 16 <= kq; *b += 16) {
+    const uint8x16_t p = vld1q_u8(w + *b);
+    const int8x16_t c0 = vreinterpretq_s8_u8(vandq_u8(p, mask));
+    const int8x16_t c1 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(p, 2), mask));
+    const int8x16_t c2 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(p, 4), mask));
+    const int8x16_t c3 = vreinterpretq_s8_u8(vshrq_n_u8(p, 6));
+    const int8x16_t q0 = vld1q_s8(q + *b), q1 = vld1q_s8(q + kq + *b), q2 = vld1q_s8(q + 2 * kq + *b),
+                    q3 = vld1q_s8(q + 3 * kq + *b);
+#if defined(EDGEBIT_DOTPROD)
+    acc = vdotq_s32(vdotq_s32(acc, c0, q0), c1, q1);
+    acc = vdotq_s32(vdotq_s32(acc, c2, q2), c3, q3);
+#else
+    int16x8_t lo = vmull_s8(vget_low_s8(c0), vget_low_s8(q0));
+    lo = vmlal_s8(lo, vget_low_s8(c1), vget_low_s8(q1));
+    lo = vmlal_s8(lo, vget_low_s8(c2), vget_low_s8(q2));
+    lo = vmlal_s8(lo, vget_low_s8(c3), vget_low_s8(q3));
+    int16x8_t hi = vmull_high_s8(c0, q0);
+    hi = vmlal_high_s8(hi, c1, q1);
+    hi = vmlal_high_s8(hi, c2, q2);
+    hi = vmlal_high_s8(hi, c3, q3);
+    acc = vpadalq_s16(vpadalq_s16(acc, lo), hi);
+#endif
+  }
+  return vaddvq_s32(acc);
+}
+}  // namespace neon
+#endif
+
+// sum_b sum_j q[j * kq + b] * ((w[b] >> 2j) & 3) over one packed row: the widest path first, the rest narrower.
+inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq) {
+  int64_t b = 0;
+  int32_t total = 0;
+#if defined(EDGEBIT_AVX512VNNI)
+  total += avx512vnni::DotCodes(w, q, kq, &b);
+#endif
+#if defined(EDGEBIT_AVX2)
+  total += avx2::DotCodes(w, q, kq, &b);
+#elif defined(EDGEBIT_NEON)
+  total += neon::DotCodes(w, q, kq, &b);
+#endif
+  return total + generic::DotCodes(w, q, kq, b);
+}
+
+// ---- the operator ----
+
+// Why these shapes do not fit the SPEC ("" when they do): x [..., K] with K = in_features, w_packed [N, Kq] with
+// 4 * Kq >= K, w_scale one value.
+inline std::string ShapeError(const Dims& x, const Dims& w, int64_t scale_count, int64_t in_features) {
+  if (in_features <= 0) return "in_features must be positive, got " + std::to_string(in_features);
+  if (x.empty() || x.back() != in_features)
+    return "x " + ShapeText(x) + " must end in in_features = " + std::to_string(in_features);
+  if (w.size() != 2 || w[1] * 4 < in_features || w[0] < 0)
+    return "w_packed " + ShapeText(w) + " must be [N, Kq] with 4 * Kq >= in_features = " + std::to_string(in_features);
+  if (scale_count != 1) return "w_scale must hold one value, has " + std::to_string(scale_count);
+  return "";
+}
+
+struct Problem {
+  const float* x;       // [tokens, k]
+  const uint8_t* w;     // [n, kq]
+  float w_scale;
+  float* out;           // [tokens, n]
+  int64_t tokens, k, n, kq;
+};
+
+// Builds the problem from shapes ShapeError accepted.
+inline Problem MakeProblem(const Dims& x, const Dims& w, const float* xs, const uint8_t* ws, float w_scale,
+                           float* out) {
+  return {xs, ws, w_scale, out, Product(x) / x.back(), x.back(), w[0], w[1]};
+}
+
+// SPEC steps 1-4: the activations are quantized once, then output rows are split over `parallel` (see
+// kernel_common.h); each task streams its weight rows once and reuses each for every token.
+template <class Parallel>
+void Run(const Problem& p, Parallel&& parallel) {
+  const int64_t padded = 4 * p.kq;
+  std::vector<int8_t> codes(static_cast<size_t>(p.tokens * padded));
+  std::vector<int32_t> sums(static_cast<size_t>(p.tokens));
+  std::vector<float> scales(static_cast<size_t>(p.tokens));
+  for (int64_t t = 0; t < p.tokens; ++t)
+    scales[t] = QuantizeAbsmaxInt8(p.x + t * p.k, p.k, padded, codes.data() + t * padded, &sums[t]);
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(p.kq, 1));  // ~16 KiB of weights a task
+  parallel(p.n, grain, [&](RowRange rows) {
+    for (int64_t row = rows.begin; row < rows.end; ++row) {
+      const uint8_t* packed = p.w + row * p.kq;
+      for (int64_t t = 0; t < p.tokens; ++t) {
+        const int32_t acc = DotCodes(packed, codes.data() + t * padded, p.kq) - sums[t];
+        p.out[t * p.n + row] = static_cast<float>(acc) / scales[t] * p.w_scale;
+      }
+    }
+  });
+}
+
+}  // namespace edgebit_kernels::ternary_matmul
