@@ -77,3 +77,19 @@ def check_self_contained(runtime_dir: Path, loader_dir: Path) -> None:
             if missing:
                 raise EdgebitError(f"{path.relative_to(runtime_dir.parent.parent)} needs {', '.join(missing)}, "
                                    "which the bundle does not carry; report this as an edgebit bug")
+
+
+def standalone_runner(target: Target, runtime_root: Path) -> list[str]:
+    """The command prefix that starts the runner of a runtime directory built outside a bundle (tests, tools):
+    copies the loader and C runtime into ``runtime_root/loader`` and returns
+    ``[loader, --library-path, lib:loader, bin/edgebit-runner]`` (host paths, as local and qemu devices use)."""
+    from edgebit.bundle.layout import LIB_DIR, LOADER_DIR, RUNNER
+
+    loader_dir = runtime_root / LOADER_DIR
+    loader_dir.mkdir(exist_ok=True)
+    binaries = [p for p in (runtime_root / "bin", runtime_root / LIB_DIR) if p.is_dir() for p in p.iterdir()]
+    for name, source in c_runtime_files(target, binaries).items():
+        if not (loader_dir / name).exists():
+            shutil.copy2(source, loader_dir / name)
+    return [str(loader_dir / loader_name(target)), "--library-path",
+            f"{runtime_root / LIB_DIR}:{loader_dir}", str(runtime_root / RUNNER)]
