@@ -1,10 +1,14 @@
 # Two commands on a fresh Debian/Ubuntu machine:
 #   make demo   set-up, then the main job on the embedded demo model
-#   make test   set-up, then the whole test suite
-.PHONY: setup demo test bench
+#   make test   set-up, then the whole test suite (make test-quick: without the slow tests, a few minutes)
+.PHONY: setup test-quick demo test bench
 
 setup:
 	@scripts/setup.sh
+
+# the quick loop: everything but the slow tests (TVM compiles, exports, C++ builds, qemu, training)
+test-quick: setup
+	.venv/bin/python -m pytest -m "not slow"
 
 demo: setup
 	@scripts/demo.sh

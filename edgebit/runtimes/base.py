@@ -34,3 +34,61 @@ class Runtime(abc.ABC):
 
         ``work`` is a scratch directory that lives until the files are copied into the bundle.
         """
+
+    def operator_runner(self, op: str, target: Target):
+        """``run(*args) -> tuple of numpy arrays``: edgebit operator ``op`` (a folder of ops/, e.g. ``ternary_matmul``)
+        lowered as this runtime lowers it in a bundle and run in this process on the host ``target``, ``args`` being
+        the operator's schema arguments (ops/<op>/SPEC.md) as numpy arrays and ints. The runtime x operator test
+        (tests/runtimes/test_operators.py) checks every runtime's runner against ops/<op>/numpy_reference.py."""
+        raise NotImplementedError(f"the {self.name} runtime has no operator_runner: it cannot run {op} on its own")
+
+
+def operators() -> list[str]:
+    """edgebit's operators: the folders of ops/ (installed as edgebit_ops) that hold a SPEC.md."""
+    import edgebit_ops
+
+    return sorted(p.name for p in Path(edgebit_ops.__file__).parent.iterdir() if (p / "SPEC.md").is_file())
+
+
+def operator_module(op: str, *args):
+    """(module, inputs): the edgebit layer that calls operator ``op`` with the schema arguments ``args`` (numpy
+    arrays, ints), the way a model holds it: packed weights and their scales in the layer (constants of the
+    exported program), the activations (for the scan, every tensor) as inputs. The layer sits under a wrapper
+    module, so exporters that swap layers for stand-ins (the portable ONNX form) find it."""
+    import numpy as np
+    import torch
+
+    from edgebit.errors import EdgebitError
+
+    # A fresh C-ordered copy: numpy views (x[None]) carry zero strides, which ExecuTorch refuses.
+    tensor = lambda a: torch.from_numpy(np.array(a, order="C", copy=True))  # noqa: E731
+    if op == "ternary_matmul":
+        from edgebit.models.bitnet.model import TernaryLinear
+
+        x, w_packed, w_scale, in_features = args
+        layer = TernaryLinear(in_features, w_packed.shape[0])
+        layer.set_packed(tensor(w_packed), tensor(w_scale))
+        inputs = (tensor(x),)
+    elif op == "binary_matmul":
+        from edgebit.models.bimamba.model import FBILinear
+
+        x, w_signs, alpha, beta, in_features = args
+        layer = FBILinear(in_features, w_signs.shape[0])
+        layer.set_packed(tensor(w_signs), tensor(alpha), tensor(beta))
+        inputs = (tensor(x),)
+    elif op == "selective_scan":
+        from edgebit.models.bimamba.model import SelectiveScan
+
+        layer, inputs = SelectiveScan(), tuple(map(tensor, args))
+    else:
+        raise EdgebitError(f"no edgebit layer calls operator {op!r}: add it to edgebit.runtimes.base.operator_module")
+
+    class OneOperator(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, *inputs):
+            return self.layer(*inputs)
+
+    return OneOperator().eval(), inputs

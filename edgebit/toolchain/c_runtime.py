@@ -79,17 +79,22 @@ def check_self_contained(runtime_dir: Path, loader_dir: Path) -> None:
                                    "which the bundle does not carry; report this as an edgebit bug")
 
 
-def standalone_runner(target: Target, runtime_root: Path) -> list[str]:
-    """The command prefix that starts the runner of a runtime directory built outside a bundle (tests, tools):
-    copies the loader and C runtime into ``runtime_root/loader`` and returns
-    ``[loader, --library-path, lib:loader, bin/edgebit-runner]`` (host paths, as local and qemu devices use)."""
-    from edgebit.bundle.layout import LIB_DIR, LOADER_DIR, RUNNER
+def install_c_runtime(target: Target, runtime_root: Path) -> None:
+    """Give a runtime directory built outside a bundle (tests, tools) its own ``loader/``, as a bundle has."""
+    from edgebit.bundle.layout import LIB_DIR, LOADER_DIR
 
     loader_dir = runtime_root / LOADER_DIR
     loader_dir.mkdir(exist_ok=True)
-    binaries = [p for p in (runtime_root / "bin", runtime_root / LIB_DIR) if p.is_dir() for p in p.iterdir()]
+    binaries = [p for d in (runtime_root / "bin", runtime_root / LIB_DIR) if d.is_dir() for p in d.iterdir()]
     for name, source in c_runtime_files(target, binaries).items():
         if not (loader_dir / name).exists():
             shutil.copy2(source, loader_dir / name)
-    return [str(loader_dir / loader_name(target)), "--library-path",
-            f"{runtime_root / LIB_DIR}:{loader_dir}", str(runtime_root / RUNNER)]
+
+
+def runner_command(target: Target, root: str) -> list[str]:
+    """``[loader, --library-path, lib:loader, bin/edgebit-runner]`` for a runtime directory at device path ``root``
+    that holds its own ``loader/`` (:func:`install_c_runtime`)."""
+    from edgebit.bundle.layout import LIB_DIR, LOADER_DIR, RUNNER
+
+    return [f"{root}/{LOADER_DIR}/{loader_name(target)}", "--library-path", f"{root}/{LIB_DIR}:{root}/{LOADER_DIR}",
+            f"{root}/{RUNNER}"]

@@ -4,36 +4,14 @@ release (mamba_ssm config, wscale/wbias), `edgebit binarize`, `edgebit inspect`,
 import json
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import Mamba2Config, Mamba2ForCausalLM
 
 import edgebit
 from cli_helpers import assert_user_error, run_cli
 from edgebit.models.bimamba.checkpoints import fit_fbi
-
-HF = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_heads=8, head_dim=8, state_size=16, expand=2,
-          n_groups=2, conv_kernel=4, tie_word_embeddings=True, chunk_size=4)
-
-
-def hf_mamba2(seed=0):
-    torch.manual_seed(seed)
-    model = Mamba2ForCausalLM(Mamba2Config(**HF)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("dt_bias", "D")):
-                p.normal_(0.5, 0.3)
-    return model
-
-
-def with_w_hat(hf_model, w_hat: dict):
-    """A copy of a transformers Mamba2 whose in/out_proj weights are replaced (keys: backbone.layers.i.mixer.X)."""
-    twin = Mamba2ForCausalLM(hf_model.config).eval()
-    state = {k: v.clone() for k, v in hf_model.state_dict().items()}
-    for key, value in w_hat.items():
-        state[key + ".weight"] = value.float()
-    twin.load_state_dict(state)
-    return twin
+from mamba_helpers import hf_mamba2, w_hat_of, with_w_hat
 
 
 def test_fit_fbi_is_the_per_column_least_squares_solution():
@@ -52,8 +30,7 @@ def test_transformers_mamba2_checkpoint_binarized_at_load(tmp_path):
     hf.save_pretrained(tmp_path / "mamba2")
     ours = edgebit.load(tmp_path / "mamba2")
     assert ours.layout == "hf-mamba2" and ours.config.n_groups == 2
-    w_hat = {f"backbone.layers.{i}.mixer.{p}": getattr(block.mixer, p).dense_weight()
-             for i, block in enumerate(ours.layers) for p in ("in_proj", "out_proj")}
+    w_hat = w_hat_of(ours)
     ids = torch.randint(0, 64, (2, 10), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         reference = with_w_hat(hf, w_hat)(ids).logits
@@ -111,6 +88,7 @@ def test_bimamba_release_layout_matches_transformers_with_w_hat(tmp_path):
     assert torch.equal(logits.argmax(-1), reference.argmax(-1))
 
 
+@pytest.mark.slow  # several CLI runs
 def test_binarize_and_inspect(tmp_path):
     hf_mamba2().save_pretrained(tmp_path / "mamba2")
     run_cli("binarize", tmp_path / "mamba2", "-o", tmp_path / "bi", check=True)
@@ -125,6 +103,7 @@ def test_binarize_and_inspect(tmp_path):
     assert torch.equal(saved.argmax(-1), loaded.argmax(-1))
 
 
+@pytest.mark.slow  # two CLI runs
 def test_bimamba_pickle_needs_the_flag(tmp_path):
     directory, _ = write_bimamba_release(tmp_path / "bimamba", hf_mamba2(), pickle=True)
     assert_user_error(run_cli("inspect", directory), "--allow-pickle")

@@ -90,6 +90,7 @@ def test_truncated_safetensors(checkpoint):
     assert_user_error(run_cli("inspect", checkpoint), "truncated")
 
 
+@pytest.mark.slow  # two CLI runs
 def test_pickle_needs_explicit_flag(checkpoint):
     tensors = load_file(str(checkpoint / "model.safetensors"))
     (checkpoint / "model.safetensors").unlink()
@@ -98,6 +99,7 @@ def test_pickle_needs_explicit_flag(checkpoint):
     assert run_cli("inspect", checkpoint, "--allow-pickle").returncode == 0
 
 
+@pytest.mark.slow  # three CLI runs
 def test_sha256_pin(checkpoint):
     from edgebit.checkpoints.files import sha256_of
 

@@ -115,6 +115,7 @@ def test_refuses_a_bundle_that_is_not_arm64(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # several CLI runs
 def test_cli_errors_are_one_line(tmp_path):
     bundle = fake_bundle(tmp_path / "b")
     assert_user_error(run_cli("android-layout", tmp_path / "none", tmp_path / "out"), "not a bundle")

@@ -3,51 +3,7 @@ same W_hat = alpha * sign(W) + beta; recurrent decoding against prefill; export 
 
 import pytest
 import torch
-from transformers import Mamba2Config, Mamba2ForCausalLM
-
-from edgebit.models.bimamba.model import BiMambaConfig, BiMambaForCausalLM
-
-SHAPES = {"groups2": dict(vocab_size=80, hidden_size=32, num_hidden_layers=2, num_heads=8, head_dim=8,
-                          state_size=16, expand=2, n_groups=2, conv_kernel=4),
-          "groups1-odd": dict(vocab_size=57, hidden_size=24, num_hidden_layers=3, num_heads=6, head_dim=8,
-                              state_size=12, expand=2, n_groups=1, conv_kernel=3)}
-
-
-def random_bimamba(shape, seed=0):
-    torch.manual_seed(seed)
-    model = BiMambaForCausalLM(BiMambaConfig(**shape)).eval()
-    with torch.no_grad():
-        for layer in model.binary_layers().values():
-            layer.alpha.uniform_(0.02, 0.1)
-            layer.beta.normal_(0, 0.02)
-        for block in model.layers:
-            block.mixer.dt_bias.normal_(0, 0.5)
-            block.mixer.D.normal_(1, 0.2)
-            block.mixer.conv1d.weight.normal_(0, 0.3)
-            block.norm.weight.normal_(1, 0.1)
-    return model
-
-
-def transformers_twin(model):
-    """transformers' Mamba2 with every weight copied and in_proj/out_proj set to W_hat."""
-    c = model.config
-    hf = Mamba2ForCausalLM(Mamba2Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-                                        num_hidden_layers=c.num_hidden_layers, num_heads=c.num_heads,
-                                        head_dim=c.head_dim, state_size=c.state_size, expand=c.expand,
-                                        n_groups=c.n_groups, conv_kernel=c.conv_kernel, tie_word_embeddings=True,
-                                        chunk_size=4, layer_norm_epsilon=c.layer_norm_epsilon)).eval()
-    state = {"backbone.embeddings.weight": model.embeddings.weight, "backbone.norm_f.weight": model.norm_f.weight}
-    for i, block in enumerate(model.layers):
-        prefix = f"backbone.layers.{i}."
-        state[prefix + "norm.weight"] = block.norm.weight
-        mixer = dict(block.mixer.named_parameters())
-        for name in ("conv1d.weight", "conv1d.bias", "dt_bias", "A_log", "D", "norm.weight"):
-            state[prefix + "mixer." + name] = mixer[name]
-        state[prefix + "mixer.in_proj.weight"] = block.mixer.in_proj.dense_weight()
-        state[prefix + "mixer.out_proj.weight"] = block.mixer.out_proj.dense_weight()
-    result = hf.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=False)
-    assert not result.unexpected_keys and set(result.missing_keys) <= {"lm_head.weight"}
-    return hf
+from mamba_helpers import SHAPES, random_bimamba, transformers_twin
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))

@@ -74,6 +74,7 @@ def test_fixed_text_loss_beats_unigram(model):
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not fetched (scripts/fetch_corpus.sh)")
+@pytest.mark.slow  # perplexity over a held-out slice
 def test_held_out_slice_perplexity_in_recorded_range(model, training):
     """The first windows of the same held-out stream the trainer measured give a perplexity near its record."""
     _, held_out = split_documents(CORPUS)
@@ -88,6 +89,7 @@ def test_held_out_slice_perplexity_in_recorded_range(model, training):
     assert recorded / 2 < slice_ppl < recorded * 2, (slice_ppl, recorded)
 
 
+@pytest.mark.slow  # one recurrent step per token of the demo model
 def test_prefill_equals_recurrent_steps(model):
     ids = torch.tensor([load_tokenizer(DEMO).encode("The Python interpreter reads a line, compiles it and "
                                                     "runs the resulting code object.").ids])

@@ -32,6 +32,7 @@ def test_demo_packed_size_is_two_bits_per_ternary_weight():
     assert 1e6 < info["parameters"]["total"] < 2e7
 
 
+@pytest.mark.slow  # generates 40 tokens with the demo model
 def test_demo_generates_english_like_text():
     model = edgebit.load(DEMO)
     text = generate_text(model, load_tokenizer(DEMO), "The Python interpreter", Sampling(40, 0.0, 0, 0))
@@ -52,6 +53,7 @@ def test_demo_held_out_loss_beats_unigram():
     assert loss < 5.0, loss  # log(4096) = 8.3 for a uniform guess
 
 
+@pytest.mark.slow  # generates through the CLI
 def test_cli_generate_demo():
     result = run_cli("generate", "demo", "--prompt", "A list is", "-n", "12", "--seed", "1", check=True)
     assert result.stdout.startswith("A list is") and len(result.stdout.split()) > 5

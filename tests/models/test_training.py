@@ -4,12 +4,14 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import edgebit
 from edgebit.models.bitnet.model import TernaryLinear
 
 
+@pytest.mark.slow  # training
 def test_qat_learns_a_ternary_map():
     torch.manual_seed(0)
     target = torch.randint(-1, 2, (16, 32)).float()
@@ -29,6 +31,7 @@ def test_qat_learns_a_ternary_map():
     assert torch.nn.functional.mse_loss(layer(x), y).item() < 0.05 * losses[0]
 
 
+@pytest.mark.slow  # training
 def test_training_script_end_to_end(tmp_path):
     sources = tmp_path / "corpus" / "html" / "_sources"
     sources.mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""edgebit::binary_linear and edgebit::selective_scan against numpy written from their definitions."""
+"""edgebit::binary_linear and edgebit::selective_scan against the numpy references of their SPEC.md
+(ops/<op>/numpy_reference.py)."""
 
 import numpy as np
 import pytest
@@ -6,6 +7,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from edgebit_ops.binary_matmul import binary_linear, pack_signs, unpack_signs
+from edgebit_ops.binary_matmul import numpy_reference as binary_reference
+from edgebit_ops.selective_scan import numpy_reference as scan_reference
 from edgebit_ops.selective_scan import selective_scan
 
 
@@ -29,39 +32,17 @@ def test_binary_linear_matches_numpy_w_hat():
     signs = rng.choice([-1, 1], size=(n, k))
     alpha, beta = rng.uniform(0.1, 1, (1, k)), rng.normal(0, 0.1, (1, k))
     x = rng.normal(size=(2, 3, k))
-    expected = x @ (alpha * signs + beta).T
+    expected = binary_reference.binary_linear(x, signs, alpha, beta)
     out = binary_linear(torch.tensor(x, dtype=torch.float32), pack_signs(torch.tensor(signs)),
                         torch.tensor(alpha, dtype=torch.float32), torch.tensor(beta, dtype=torch.float32), k)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-def numpy_scan(x, dt, A, B, C, D, state):
-    """float64 recurrence: S = S exp(dt A) + dt x B^T; y = S C + D x (head h uses group h // (H/G))."""
-    batch, length, heads, _ = x.shape
-    per_group = heads // B.shape[2]
-    s = state.astype(np.float64).copy()
-    y = np.zeros(x.shape)
-    for b in range(batch):
-        for t in range(length):
-            for h in range(heads):
-                g = h // per_group
-                s[b, h] = s[b, h] * np.exp(dt[b, t, h] * A[h]) + dt[b, t, h] * np.outer(x[b, t, h], B[b, t, g])
-                y[b, t, h] = s[b, h] @ C[b, t, g] + D[h] * x[b, t, h]
-    return y, s
-
-
 def test_selective_scan_matches_float64_recurrence():
-    rng = np.random.default_rng(1)
-    batch, length, heads, p, groups, n = 2, 7, 4, 3, 2, 5
-    x = rng.normal(size=(batch, length, heads, p))
-    dt = rng.uniform(0.01, 0.5, (batch, length, heads))
-    A = -rng.uniform(0.5, 4, heads)
-    B, C = rng.normal(size=(batch, length, groups, n)), rng.normal(size=(batch, length, groups, n))
-    D = rng.normal(size=heads)
-    state = rng.normal(size=(batch, heads, p, n))
-    expected_y, expected_state = numpy_scan(x, dt, A, B, C, D, state)
-    f32 = lambda a: torch.tensor(a, dtype=torch.float32)
-    y, final = selective_scan(f32(x), f32(dt), f32(A), f32(B), f32(C), f32(D), f32(state))
+    inputs = scan_reference.random_inputs(np.random.default_rng(1), batch=2, length=7, heads=4, head_dim=3,
+                                          groups=2, size=5)
+    expected_y, expected_state = scan_reference.selective_scan(*inputs)
+    y, final = selective_scan(*(torch.tensor(a, dtype=torch.float32) for a in inputs))
     np.testing.assert_allclose(y.numpy(), expected_y, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(final.numpy(), expected_state, rtol=1e-4, atol=1e-5)
 

@@ -7,6 +7,7 @@ from transformers.integrations.bitnet import pack_weights
 
 from edgebit.quant.packing import (pack_base3, pack_hf_rowblocked, pack_planar, planar_columns, unpack_base3,
                              unpack_hf_rowblocked, unpack_planar)
+from edgebit_ops.ternary_matmul import numpy_reference as ternary_reference
 
 shapes = st.tuples(st.integers(1, 9), st.integers(1, 70))
 
@@ -56,6 +57,7 @@ def test_planar_layout_definition():
         for b in range(kq):
             expected = sum(int(codes[n, j * kq + b]) << (2 * j) for j in range(4))
             assert packed[n, b] == expected
+    assert np.array_equal(packed, ternary_reference.pack_planar(w.numpy()))  # the numpy reference's packing too
 
 
 def test_base3_layout_definition():

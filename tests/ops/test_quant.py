@@ -4,14 +4,13 @@ import numpy as np
 import torch
 
 from edgebit.quant.activations import fake_quant_weights_ste, quantize_activations, quantize_weights
+from edgebit_ops.ternary_matmul import numpy_reference as ternary_reference
 
 
 def test_activation_codes_match_numpy_definition():
     x = torch.randn(5, 33, generator=torch.Generator().manual_seed(0)) * 3
     codes, scale = quantize_activations(x)
-    xn = x.numpy().astype(np.float32)
-    s = np.float32(127) / np.maximum(np.abs(xn).max(-1, keepdims=True), np.float32(1e-5))
-    expected = np.clip(np.round(xn * s), -128, 127)  # np.round rounds half to even
+    expected, s = ternary_reference.quantize_activations(x.numpy())  # SPEC.md steps 1-2, round half to even
     np.testing.assert_array_equal(codes.numpy(), expected)
     np.testing.assert_allclose(scale.numpy(), s, rtol=1e-6)
 

@@ -1,4 +1,5 @@
-"""edgebit::ternary_linear: numbers against numpy, the .out overload, and survival through torch.export."""
+"""edgebit::ternary_linear: numbers against the numpy reference of SPEC.md, the .out overload, and survival through
+torch.export."""
 
 import numpy as np
 import pytest
@@ -6,14 +7,8 @@ import torch
 
 from edgebit.models.bitnet.model import BitNetConfig, BitNetForCausalLM
 from edgebit.quant.packing import pack_planar
+from edgebit_ops.ternary_matmul import numpy_reference as ternary_reference
 from edgebit_ops.ternary_matmul import ternary_linear
-
-
-def numpy_reference(x, w, scale):
-    x = x.astype(np.float64)
-    absmax = np.maximum(np.abs(x).max(-1, keepdims=True), 1e-5)
-    codes = np.clip(np.round(x.astype(np.float32) * (np.float32(127) / absmax.astype(np.float32))), -128, 127)
-    return (codes @ w.T.astype(np.float64)) * absmax / 127 * scale
 
 
 @pytest.mark.parametrize("n,k", [(8, 16), (7, 37), (64, 255)])
@@ -23,7 +18,8 @@ def test_op_matches_numpy(n, k):
     w = torch.randint(-1, 2, (n, k), generator=gen)
     out = ternary_linear(x, pack_planar(w), torch.tensor([0.37]), k)
     assert out.shape == (3, 4, n) and out.dtype == torch.float32
-    np.testing.assert_allclose(out.numpy(), numpy_reference(x.numpy(), w.numpy(), 0.37), rtol=1e-5, atol=1e-5)
+    expected = ternary_reference.ternary_linear(x.numpy(), w.numpy(), 0.37)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_out_overload_writes_into_out():

@@ -12,9 +12,10 @@ from edgebit.bundle import Bundle
 from edgebit.validate.session import DeviceSession
 from edgebit.devices import open_device
 from edgebit.generate import Sampling, generate_ids
-from test_mamba_checkpoints import hf_mamba2, with_w_hat
+from mamba_helpers import binarized_twin, hf_mamba2
 
 DEVICES = {"x86_64": "local", "arm64": "qemu", "riscv64": "qemu"}
+pytestmark = pytest.mark.slow  # binarizes and exports (TVM) per target
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +25,7 @@ def setup(tmp_path_factory):
     hf.save_pretrained(work / "mamba2")
     run_cli("binarize", work / "mamba2", "-o", work / "bi", check=True)
     ours = edgebit.load(work / "bi")
-    w_hat = {f"backbone.layers.{i}.mixer.{p}": getattr(block.mixer, p).dense_weight()
-             for i, block in enumerate(ours.layers) for p in ("in_proj", "out_proj")}
-    twin = with_w_hat(hf, w_hat)
-    with torch.no_grad():  # the binarized checkpoint stores embeddings in float16: the twin uses the same
-        twin.backbone.embeddings.weight.copy_(ours.embeddings.weight)
+    twin = binarized_twin(hf, ours)
     ids = np.random.default_rng(3).integers(0, 64, (2, 11), dtype=np.int64)
     np.save(work / "ids.npy", ids)
     with torch.no_grad():

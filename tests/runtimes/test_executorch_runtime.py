@@ -18,11 +18,16 @@ from edgebit.generate import Sampling, generate_ids
 from edgebit.quant.packing import pack_planar
 from edgebit.runtimes.executorch import build as executorch_build
 from edgebit.targets import resolve_target
+from edgebit.toolchain.c_runtime import install_c_runtime, runner_command
+from edgebit_ops.binary_matmul import numpy_reference as binary_reference
+from edgebit_ops.selective_scan import numpy_reference as scan_reference
+from edgebit_ops.ternary_matmul import numpy_reference as ternary_reference
 from hf_checkpoints import TinyShape, transformers_logits, write_packed, write_unpacked
-from test_bimamba import SHAPES, random_bimamba, transformers_twin
+from mamba_helpers import SHAPES, random_bimamba, transformers_twin
 
 MAX_SEQ_LEN = 32
 DEVICES = {"x86_64": "local", "arm64": "qemu"}
+pytestmark = pytest.mark.slow  # builds the kernel library, exports programs
 # Untied head (XNNPACK), Kq 32 and 50 for the kernels; the unpacked checkpoint has a tied head (aten::linear.out).
 PACKED_SHAPE = TinyShape(vocab=96, hidden=128, intermediate=200, heads=4, kv_heads=2, tied=False)
 
@@ -47,7 +52,7 @@ def run_program(runtime, program: bytes, *inputs):
     return [t.numpy() for t in module.forward(tuple(t.contiguous() for t in inputs))]
 
 
-# ---- each kernel against numpy float64 of its SPEC.md ----
+# ---- each kernel against the numpy reference of its SPEC.md (ops/<op>/numpy_reference.py) ----
 
 def export_op(fn, example, dynamic_shapes=None) -> bytes:
     from executorch.exir import to_edge
@@ -59,14 +64,6 @@ def export_op(fn, example, dynamic_shapes=None) -> bytes:
     shapes = None if dynamic_shapes is None else (tuple(dynamic_shapes),)  # forward(*args): one tuple argument
     exported = torch.export.export(Op(), example, dynamic_shapes=shapes)
     return to_edge(exported).to_executorch().buffer
-
-
-def numpy_ternary(x, ternary, w_scale):
-    """SPEC: s = 127 / max(absmax, 1e-5) in float32, q = clamp(round_half_even(x * s)), out = q @ W^T / s * w_scale."""
-    x = x.astype(np.float32)
-    s = np.float32(127) / np.maximum(np.abs(x).max(-1, keepdims=True), np.float32(1e-5))
-    q = np.clip(np.round((x * s).astype(np.float32)), -128, 127).astype(np.float64)
-    return (q @ ternary.T.astype(np.float64)) / s.astype(np.float64) * np.float64(w_scale)
 
 
 def test_ternary_kernel_matches_spec(runtime):
@@ -82,18 +79,9 @@ def test_ternary_kernel_matches_spec(runtime):
                         ({1: tokens},))
     for length in (5, 1):
         (out,) = run_program(runtime, program, torch.from_numpy(x[:, :length]))
-        expected = numpy_ternary(x[:, :length], ternary, 0.37)
+        expected = ternary_reference.ternary_linear(x[:, :length], ternary, 0.37)
         assert out.shape == (2, length, n)
         np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1e-6)
-
-
-def numpy_planar_signs(signs):
-    """SPEC: bit j of byte b of a row holds column j * Kq + b (1 -> +1)."""
-    n, k = signs.shape
-    kq = -(-k // 8)
-    bits = np.zeros((n, 8 * kq), dtype=np.uint8)
-    bits[:, :k] = signs > 0
-    return (bits.reshape(n, 8, kq) << np.arange(8, dtype=np.uint8)[None, :, None]).sum(1).astype(np.uint8)
 
 
 def test_binary_kernel_matches_spec(runtime):
@@ -103,26 +91,11 @@ def test_binary_kernel_matches_spec(runtime):
     alpha = rng.uniform(0.02, 0.1, (1, k)).astype(np.float32)
     beta = rng.normal(0, 0.02, (1, k)).astype(np.float32)
     x = rng.normal(size=(1, 6, k)).astype(np.float32)
-    packed = torch.from_numpy(numpy_planar_signs(signs))
+    packed = torch.from_numpy(binary_reference.pack_signs(signs))
     program = export_op(lambda v: torch.ops.edgebit.binary_linear(v, packed, torch.from_numpy(alpha),
                                                                    torch.from_numpy(beta), k), (torch.from_numpy(x),))
     (out,) = run_program(runtime, program, torch.from_numpy(x))
-    w_hat = alpha.astype(np.float64) * signs + beta.astype(np.float64)
-    np.testing.assert_allclose(out, x.astype(np.float64) @ w_hat.T, rtol=1e-5, atol=1e-6)
-
-
-def numpy_scan(x, dt, A, B, C, D, state):
-    batch, length, heads, _ = x.shape
-    per_group = heads // B.shape[2]
-    s = state.astype(np.float64).copy()
-    y = np.zeros(x.shape)
-    for b in range(batch):
-        for t in range(length):
-            for h in range(heads):
-                g = h // per_group
-                s[b, h] = s[b, h] * np.exp(dt[b, t, h] * A[h]) + dt[b, t, h] * np.outer(x[b, t, h], B[b, t, g])
-                y[b, t, h] = s[b, h] @ C[b, t, g] + D[h] * x[b, t, h]
-    return y, s
+    np.testing.assert_allclose(out, binary_reference.binary_linear(x, signs, alpha, beta), rtol=1e-5, atol=1e-6)
 
 
 def test_selective_scan_kernel_matches_spec(runtime):
@@ -140,7 +113,7 @@ def test_selective_scan_kernel_matches_spec(runtime):
     for length in (7, 1):
         step = [a[:, :length] if i in (0, 1, 3, 4) else a for i, a in enumerate(args)]
         y, final = run_program(runtime, program, *map(torch.from_numpy, step))
-        y_ref, final_ref = numpy_scan(*step)
+        y_ref, final_ref = scan_reference.selective_scan(*step)
         np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(final, final_ref, rtol=1e-5, atol=1e-5)
 
@@ -166,6 +139,7 @@ class Exported:
             for relative, source in files.items():
                 (root / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, root / relative)
+            install_c_runtime(resolve_target(target), root)  # runners start through their own loader
             self._dirs[target] = root
         return self._dirs[target]
 
@@ -174,7 +148,7 @@ class Exported:
         with open_device(DEVICES[target], target) as device:
             root = device.push(self.runtime_dir(target))
             arguments = [device.push(a) if hasattr(a, "is_file") else str(a) for a in command]
-            result = device.run([f"{root}/bin/{executorch_build.RUNNER_NAME}", root, *arguments, f"{root}/out.npy"],
+            result = device.run([*runner_command(resolve_target(target), root), root, *arguments, f"{root}/out.npy"],
                                 timeout=300, env={"EDGEBIT_NUM_THREADS": str(threads)})
             assert result.returncode == 0, result.stderr[-2000:]
             local = self.work / f"out-{target}.npy"
@@ -225,6 +199,7 @@ def test_bitnet_python_runtime_agrees_with_transformers(runtime, work, bitnet, l
     assert result.passed, result.describe()
 
 
+@pytest.mark.qemu  # the arm64 cases
 @pytest.mark.parametrize("layout,target", [("packed", "x86_64"), ("packed", "arm64"), ("unpacked", "arm64")])
 def test_bitnet_runner_agrees_with_transformers(work, bitnet, layout, target):
     checkpoint, exported = bitnet[layout]
@@ -234,6 +209,7 @@ def test_bitnet_runner_agrees_with_transformers(work, bitnet, layout, target):
     assert result.passed, result.describe()
 
 
+@pytest.mark.qemu  # the arm64 case
 @pytest.mark.parametrize("target", list(DEVICES))
 def test_bitnet_runner_greedy_decoding_carries_the_cache(work, bitnet, target):
     _, exported = bitnet["packed"]
@@ -244,6 +220,7 @@ def test_bitnet_runner_greedy_decoding_carries_the_cache(work, bitnet, target):
     assert tokens.tolist() == [host]
 
 
+@pytest.mark.qemu
 def test_bimamba_agrees_with_transformers_in_python_and_the_runners(runtime, work, bimamba):
     twin, exported = bimamba
     ids, path = ids_file(work, exported.model.config.vocab_size, (2, 11), 3)
@@ -255,6 +232,7 @@ def test_bimamba_agrees_with_transformers_in_python_and_the_runners(runtime, wor
         assert np.array_equal(logits.argmax(-1), reference.argmax(-1))
 
 
+@pytest.mark.qemu  # the arm64 case
 @pytest.mark.parametrize("target", list(DEVICES))
 def test_bimamba_runner_greedy_decoding_carries_the_state(work, bimamba, target):
     _, exported = bimamba
@@ -302,6 +280,7 @@ def test_export_is_deterministic(bimamba):
 
 
 def test_riscv64_is_refused_with_the_reason():
-    reason = executorch_backend.unsupported_reason("executorch", resolve_target("riscv64"), "bitnet")
+    executorch = executorch_backend.ExecuTorchRuntime()
+    reason = executorch.unsupported_reason(resolve_target("riscv64"), "bitnet")
     assert "riscv64" in reason and "wheel" in reason
-    assert executorch_backend.unsupported_reason("executorch", resolve_target("arm64"), "bimamba") is None
+    assert executorch.unsupported_reason(resolve_target("arm64"), "bimamba") is None

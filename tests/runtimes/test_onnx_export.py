@@ -17,9 +17,10 @@ from edgebit.validate.agreement import compare_logits
 from edgebit.runtimes.onnx.export import FORMS, export_onnx
 from edgebit.errors import EdgebitError
 from hf_checkpoints import TinyShape, transformers_logits, write_packed, write_unpacked
-from test_mamba_checkpoints import hf_mamba2, with_w_hat
+from mamba_helpers import hf_mamba2, w_hat_of, with_w_hat
 
 MAX_SEQ_LEN = 24
+pytestmark = pytest.mark.slow  # ONNX exports of tiny models
 PREFILL = 9
 DECODE = 2
 BITNET_SHAPE = TinyShape(vocab=96, hidden=48, intermediate=76, heads=4, kv_heads=2, tied=False)  # K=76: Kq 19
@@ -57,11 +58,8 @@ def exported(work, models, name, form):
 
 def reference_logits(checkpoints, models, name, ids):
     if name == "bimamba":
-        ours = models[name]
-        w_hat = {f"backbone.layers.{i}.mixer.{p}": getattr(block.mixer, p).dense_weight()
-                 for i, block in enumerate(ours.layers) for p in ("in_proj", "out_proj")}
         with torch.no_grad():
-            return with_w_hat(checkpoints["_hf_mamba2"], w_hat)(torch.from_numpy(ids)).logits.numpy()
+            return with_w_hat(checkpoints["_hf_mamba2"], w_hat_of(models[name]))(torch.from_numpy(ids)).logits.numpy()
     return transformers_logits(checkpoints[name], torch.from_numpy(ids)).numpy()
 
 

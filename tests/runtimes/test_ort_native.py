@@ -1,6 +1,6 @@
 """ONNX Runtime's native side: the ``edgebit`` custom-op library (TernaryMatMul, BinaryMatMul, SelectiveScan) run by
-real onnxruntime on single-node graphs against numpy float64 versions of the SPEC.md math written here, and the
-library + C++ runner cross-built for arm64 running a small step model on the host and under qemu-user."""
+real onnxruntime on single-node graphs against the numpy reference of each SPEC.md (ops/<op>/numpy_reference.py),
+and the library + C++ runner cross-built for arm64 running a small step model on the host and under qemu-user."""
 
 import json
 
@@ -12,54 +12,19 @@ from onnx import TensorProto, helper, numpy_helper
 from edgebit.devices import open_device
 from edgebit.runtimes.onnx import build as ort_build
 from edgebit.targets import resolve_target
+from edgebit.toolchain.c_runtime import install_c_runtime, runner_command
+from edgebit_ops.binary_matmul import numpy_reference as binary_reference
+from edgebit_ops.selective_scan import numpy_reference as scan_reference
+from edgebit_ops.ternary_matmul import numpy_reference as ternary_reference
 
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
 HOST = resolve_target("x86_64")
+pytestmark = pytest.mark.slow  # builds the custom-op library and runners, exports models
 
 
 @pytest.fixture(scope="module")
 def library():
     return str(ort_build.build_ops_library(HOST))
-
-
-# ---- the SPEC math in numpy ----
-def pack_ternary(w, kq, rng):
-    """Planar 2-bit codes (code = w + 1; byte b, bits 2j.. = column j*kq + b); padding columns get random codes."""
-    n, k = w.shape
-    codes = rng.integers(0, 3, (n, 4 * kq)).astype(np.uint8)
-    codes[:, :k] = w + 1
-    return sum(codes[:, j * kq:(j + 1) * kq] << (2 * j) for j in range(4)).astype(np.uint8)
-
-
-def ternary_reference(x, w, w_scale):
-    """Steps 1-2 in float32 as SPEC.md says, then the product and the rescale in float64."""
-    s = np.float32(127) / np.maximum(np.abs(x).max(-1, keepdims=True), np.float32(1e-5))
-    q = np.clip(np.round(x * s), -128, 127)  # np.round: half to even
-    return (q.astype(np.float64) @ w.T.astype(np.float64)) / s.astype(np.float64) * np.float64(w_scale)
-
-
-def pack_signs(signs, kq):
-    n, k = signs.shape
-    bits = np.zeros((n, 8 * kq), dtype=np.uint8)
-    bits[:, :k] = signs > 0
-    return sum(bits[:, j * kq:(j + 1) * kq] << j for j in range(8)).astype(np.uint8)
-
-
-def binary_reference(x, signs, alpha, beta):
-    x = x.astype(np.float64)
-    return (x * alpha.reshape(-1)) @ signs.T.astype(np.float64) + (x * beta.reshape(-1)).sum(-1, keepdims=True)
-
-
-def scan_reference(x, dt, a, b, c, d, state):
-    x, dt, a, b, c, d = (v.astype(np.float64) for v in (x, dt, a, b, c, d))
-    heads, groups = x.shape[2], b.shape[2]
-    b, c = np.repeat(b, heads // groups, axis=2), np.repeat(c, heads // groups, axis=2)  # [Bt, T, H, N]
-    s = state.astype(np.float64).copy()
-    y = np.zeros_like(x)
-    for t in range(x.shape[1]):
-        s = s * np.exp(dt[:, t] * a)[..., None, None] + (dt[:, t, :, None] * x[:, t])[..., None] * b[:, t, :, None, :]
-        y[:, t] = (s * c[:, t, :, None, :]).sum(-1) + d[:, None] * x[:, t]
-    return y, s
 
 
 # ---- single-node graphs ----
@@ -93,9 +58,10 @@ def test_ternary_matches_the_spec(library, k, kq, n):
     rng = np.random.default_rng(k)
     w = rng.integers(-1, 2, (n, k))
     x = (rng.standard_normal((2, 3, k)) * rng.uniform(0.1, 30, (2, 3, 1))).astype(np.float32)
-    y = ternary_session(library, k, n, kq).run(None, {"x": x, "w": pack_ternary(w, kq, rng),
+    w_packed = ternary_reference.pack_planar(w, kq, rng)  # random codes in the padding columns
+    y = ternary_session(library, k, n, kq).run(None, {"x": x, "w": w_packed,
                                                        "s": np.array([0.37], np.float32)})[0]
-    reference = ternary_reference(x, w, np.float32(0.37))
+    reference = ternary_reference.ternary_linear(x, w, np.float32(0.37))
     assert y.shape == (2, 3, n) and y.dtype == np.float32
     assert np.abs(y - reference).max() <= 1e-6 * np.abs(reference).max()
 
@@ -105,8 +71,8 @@ def test_ternary_rounds_half_to_even_and_handles_zero_tokens(library):
     values = np.array([127, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, -126.5, 4.4999], np.float32)
     k = n = len(values)
     x = np.stack([values, np.zeros(k, np.float32)])
-    y = ternary_session(library, k, n, 3).run(None, {"x": x, "w": pack_ternary(np.eye(k, dtype=int), 3,
-                                                                                np.random.default_rng(0)),
+    identity = ternary_reference.pack_planar(np.eye(k, dtype=int), 3, np.random.default_rng(0))
+    y = ternary_session(library, k, n, 3).run(None, {"x": x, "w": identity,
                                                       "s": np.array([1.0], np.float32)})[0]
     np.testing.assert_array_equal(y[0], [127, 0, 2, 2, 0, -2, -2, 4, -126, 4])
     np.testing.assert_array_equal(y[1], np.zeros(k))
@@ -121,8 +87,9 @@ def test_binary_matches_the_spec(library, k, kq, n):
     x = rng.standard_normal((1, 4, k)).astype(np.float32)
     node = helper.make_node("BinaryMatMul", ["x", "w", "a", "b"], ["y"], domain="edgebit", in_features=k)
     data = model_bytes([node], [tensor(v, t) for v, t in zip("xwab", (F32, U8, F32, F32))], [tensor("y", F32)])
-    y = session(data, library).run(None, {"x": x, "w": pack_signs(signs, kq), "a": alpha, "b": beta})[0]
-    reference = binary_reference(x, signs, alpha, beta)
+    w_signs = binary_reference.pack_signs(signs, kq)
+    y = session(data, library).run(None, {"x": x, "w": w_signs, "a": alpha, "b": beta})[0]
+    reference = binary_reference.binary_linear(x, signs, alpha, beta)
     assert y.shape == (1, 4, n)
     assert np.abs(y - reference).max() <= 1e-5 * np.abs(reference).max()
 
@@ -140,7 +107,7 @@ def test_scan_matches_the_recurrence(library, length, size):
     node = helper.make_node("SelectiveScan", list(inputs), ["y", "final"], domain="edgebit")
     data = model_bytes([node], [tensor(name, F32) for name in inputs], [tensor("y", F32), tensor("final", F32)])
     y, final = session(data, library).run(None, inputs)
-    y_ref, final_ref = scan_reference(*inputs.values())
+    y_ref, final_ref = scan_reference.selective_scan(*inputs.values())
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-5 * np.abs(y_ref).max())
     np.testing.assert_allclose(final, final_ref, rtol=0, atol=1e-5 * np.abs(final_ref).max())
 
@@ -165,9 +132,10 @@ def step_model(rng):
                "A": -rng.uniform(0.5, 2, H).astype(np.float32), "D": rng.standard_normal(H).astype(np.float32),
                "S": rng.choice([-1, 1], (V, k)), "alpha": rng.uniform(0.05, 0.3, (1, k)).astype(np.float32),
                "beta": rng.normal(0, 0.05, (1, k)).astype(np.float32)}
-    init = {"E": weights["E"], "Wt": pack_ternary(weights["Wt"], 8, rng), "scale": np.array([0.5], np.float32),
+    init = {"E": weights["E"], "Wt": ternary_reference.pack_planar(weights["Wt"], 8, rng),
+            "scale": np.array([0.5], np.float32),
             "Edt": weights["Edt"], "EB": weights["EB"], "EC": weights["EC"], "A": weights["A"], "D": weights["D"],
-            "S": pack_signs(weights["S"], 3), "alpha": weights["alpha"], "beta": weights["beta"],
+            "S": binary_reference.pack_signs(weights["S"], 3), "alpha": weights["alpha"], "beta": weights["beta"],
             "shape_x": np.array([1, -1, H, P], np.int64), "shape_g": np.array([1, -1, G, N], np.int64),
             "shape_y": np.array([1, -1, H * P], np.int64)}
     nodes = [helper.make_node("Gather", ["E", "tokens"], ["emb"]),
@@ -194,12 +162,13 @@ def step_model(rng):
 
 def step_reference(weights, ids):
     """Logits [T, V] of one sequence from a zero state, in float64 (quantization in float32 as in SPEC.md)."""
-    u = ternary_reference(weights["E"][ids], weights["Wt"], np.float32(0.5))
+    u = ternary_reference.ternary_linear(weights["E"][ids], weights["Wt"], np.float32(0.5))
     dt = np.log1p(np.exp(weights["Edt"][ids].astype(np.float64)))
     b, c = (weights[name][ids].reshape(1, len(ids), G, N) for name in ("EB", "EC"))
-    y, _ = scan_reference(u.reshape(1, len(ids), H, P), dt[None], weights["A"], b, c, weights["D"],
+    y, _ = scan_reference.selective_scan(u.reshape(1, len(ids), H, P), dt[None], weights["A"], b, c, weights["D"],
                           np.zeros((1, H, P, N)))
-    return binary_reference(y.reshape(len(ids), H * P), weights["S"], weights["alpha"], weights["beta"])
+    return binary_reference.binary_linear(y.reshape(len(ids), H * P), weights["S"], weights["alpha"],
+                                          weights["beta"])
 
 
 @pytest.fixture(scope="module")
@@ -233,11 +202,13 @@ def test_runner_runs_the_custom_ops_on_the_device(step_runtime, target_name, dev
     ids = np.random.default_rng(4).integers(0, V, (2, 9), dtype=np.int64)
     np.save(tmp_path / "ids.npy", ids)
     with open_device(device, target.name) as dev:
-        root = dev.push(runtime_dir(work, target))
+        local = runtime_dir(work, target)
+        install_c_runtime(target, local)  # runners start through their own loader, as in a bundle
+        root = dev.push(local)
         ids_path = dev.push(tmp_path / "ids.npy")
-        runner = f"{root}/bin/edgebit-runner"
+        runner = runner_command(target, root)
         env = {"EDGEBIT_NUM_THREADS": "2"}
-        result = dev.run([runner, root, "logits", ids_path, f"{root}/logits.npy"], timeout=300, env=env)
+        result = dev.run([*runner, root, "logits", ids_path, f"{root}/logits.npy"], timeout=300, env=env)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout.strip().splitlines()[-1])["prefill_tokens"] == 18
         dev.pull(f"{root}/logits.npy", tmp_path / "logits.npy")
@@ -245,7 +216,7 @@ def test_runner_runs_the_custom_ops_on_the_device(step_runtime, target_name, dev
         reference = np.stack([step_reference(weights, row) for row in ids])
         assert np.abs(logits - reference).max() <= 1e-4 * np.abs(reference).max()
         # greedy decoding: one prefill, then one-token steps that carry the SSM state
-        result = dev.run([runner, root, "generate", ids_path, "6", f"{root}/gen.npy"], timeout=300, env=env)
+        result = dev.run([*runner, root, "generate", ids_path, "6", f"{root}/gen.npy"], timeout=300, env=env)
         assert result.returncode == 0, result.stderr
         dev.pull(f"{root}/gen.npy", tmp_path / "gen.npy")
     sequence = list(ids[0])
@@ -267,7 +238,7 @@ def e2e(tmp_path_factory):
     import edgebit
     from edgebit.checkpoints.edgebit_format import save_checkpoint
     from hf_checkpoints import TinyShape, transformers_logits, write_packed
-    from test_mamba_checkpoints import hf_mamba2, with_w_hat
+    from mamba_helpers import binarized_twin, hf_mamba2
 
     work = tmp_path_factory.mktemp("ort_e2e")
     shape = TinyShape(vocab=96, hidden=48, intermediate=76, heads=4, kv_heads=2, tied=False)  # Kq 12 and 19
@@ -277,11 +248,7 @@ def e2e(tmp_path_factory):
     hf.save_pretrained(work / "mamba2")
     save_checkpoint(edgebit.load(work / "mamba2"), work / "bi")
     bimamba = edgebit.load(work / "bi")
-    w_hat = {f"backbone.layers.{i}.mixer.{p}": getattr(block.mixer, p).dense_weight()
-             for i, block in enumerate(bimamba.layers) for p in ("in_proj", "out_proj")}
-    twin = with_w_hat(hf, w_hat)
-    with torch.no_grad():  # the binarized checkpoint stores embeddings in float16: the twin uses the same
-        twin.backbone.embeddings.weight.copy_(bimamba.embeddings.weight)
+    twin = binarized_twin(hf, bimamba)
     bimamba_ids = np.random.default_rng(3).integers(0, 64, (2, 11), dtype=np.int64)
     with torch.no_grad():
         bimamba_reference = twin(torch.from_numpy(bimamba_ids)).logits.numpy()
@@ -294,28 +261,31 @@ _runtimes = {}
 
 
 def runtime_for(e2e, family, runtime, target):
-    """runtimes/<runtime>/ of a bundle, laid out from onnx_backend.build_runtime's file map (built once)."""
-    from edgebit.runtimes.onnx import backend as onnx_backend
+    """runtimes/<runtime>/ of a bundle, laid out from the runtime's build() file map (built once)."""
+    from edgebit.runtimes import runtime as runtime_named
 
     key = (family, runtime, target.name)
     if key not in _runtimes:
         work, models = e2e
-        files = onnx_backend.build_runtime(runtime, models[family][0], target, 64, work / "-".join(key))
+        files = runtime_named(runtime).build(models[family][0], target, 64, work / "-".join(key))
         assert ("lib/libedgebit_ort_ops.so" in files) == (runtime == "onnx-custom")
         directory = work / ("rt-" + "-".join(key))
         for relative, source in files.items():
             (directory / relative).parent.mkdir(parents=True, exist_ok=True)
             (directory / relative).write_bytes(source.read_bytes())
             (directory / relative).chmod(0o755)
-        _runtimes[key] = directory
+        install_c_runtime(target, directory)  # runners start through their own loader, as in a bundle
+        _runtimes[key] = (directory, target)
     return _runtimes[key]
 
 
-def run_runner(device, directory, *args, inputs=()):
-    """Run the bundle runner on ``device``; ``inputs`` are host files whose device paths replace {0}, {1}..."""
+def run_runner(device, runtime, *args, inputs=()):
+    """Run the bundle runner of ``runtime`` (a runtime_for result) on ``device``; ``inputs`` are host files whose
+    device paths replace {0}, {1}..."""
+    directory, target = runtime
     root = device.push(directory)
     pushed = [device.push(path) for path in inputs]
-    argv = [f"{root}/bin/edgebit-runner", root, *(a.format(*pushed, root=root) for a in args)]
+    argv = [*runner_command(target, root), root, *(a.format(*pushed, root=root) for a in args)]
     result = device.run(argv, timeout=300)
     assert result.returncode == 0, result.stderr
     return root

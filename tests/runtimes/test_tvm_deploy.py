@@ -22,6 +22,7 @@ from edgebit.targets import resolve_target
 from hf_checkpoints import TinyShape, transformers_logits, write_packed, write_unpacked
 
 DEVICES = {"x86_64": "local", "arm64": "qemu", "arm64-dotprod": "qemu", "riscv64": "qemu"}
+pytestmark = pytest.mark.slow  # every test exports a bundle (TVM compile); cross and qemu come from tests/conftest.py
 SHAPE = TinyShape(vocab=96, hidden=48, intermediate=76, heads=4, kv_heads=2, tied=False)  # Kq 12 and 19: vector tails
 
 
@@ -121,6 +122,7 @@ def test_avx512_target_uses_vnni_and_agrees_when_the_host_has_it(workdir, checkp
     assert compare_logits(logits, reference).passed
 
 
+@pytest.mark.qemu
 def test_riscv64_without_vector_extension_dies_with_sigill(workdir, checkpoints):
     bundle = Bundle.open(bundle_for(workdir, checkpoints, "packed-bitlinear", "riscv64"))
     no_vector = dataclasses.replace(resolve_target("riscv64"), qemu_cpu="rv64,v=false")
@@ -137,6 +139,7 @@ def tampered_copy(workdir, checkpoints, name):
     return copy
 
 
+@pytest.mark.cross
 def test_validate_refuses_altered_weights(workdir, checkpoints):
     bundle = tampered_copy(workdir, checkpoints, "weights")
     data = bytearray((bundle / "runtimes/tvm/weights.params").read_bytes())
@@ -145,6 +148,7 @@ def test_validate_refuses_altered_weights(workdir, checkpoints):
     assert_user_error(run_cli("validate", bundle, "--device", "qemu"), "weights.params", "sha256")
 
 
+@pytest.mark.cross
 def test_validate_refuses_manifest_hash_mismatch(workdir, checkpoints):
     bundle = tampered_copy(workdir, checkpoints, "manifest")
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -158,6 +162,7 @@ def test_validate_refuses_a_bundle_for_another_architecture(workdir, checkpoints
     assert_user_error(run_cli("validate", bundle, "--device", "qemu:arm64"), "built for x86_64", "arm64")
 
 
+@pytest.mark.qemu
 def test_validate_fails_when_the_device_disagrees(workdir, checkpoints):
     """A consistent bundle whose reference logits disagree with what the device computes fails the bound."""
     from edgebit.bundle import REFERENCE_LOGITS

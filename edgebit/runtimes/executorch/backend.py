@@ -4,7 +4,7 @@
 
 edgebit's operators (``edgebit::ternary_linear``, ``binary_linear``, ``selective_scan``) stay in the program as
 out-variant custom ops with their packed uint8 weights as constants, executed by the C++ kernels in
-``ops/*/executorch_kernel.cpp``. One ``forward`` method serves prefill (T tokens) and decode (T = 1): its inputs are
+``ops/*/executorch_adapter.cpp``. One ``forward`` method serves prefill (T tokens) and decode (T = 1): its inputs are
 read from the caller's buffers (T <= max_seq_len); the outputs are memory-planned for T = max_seq_len.
 
 The float32 output head: with tied embeddings (BitNet 2B-4T, Bi-Mamba) it stays an ``aten.linear`` node run by
@@ -75,21 +75,26 @@ def _import_quietly() -> None:
 
 def export_program(model: torch.nn.Module, max_seq_len: int) -> tuple[bytes, StepGraph]:
     """The .pte bytes of ``model``'s step graph (deterministic: the same model gives the same bytes)."""
+    graph = step_graph(model, max_seq_len)
+    tied_head = getattr(model, "lm_head", None) is None
+    return _program(graph.module, graph.example, graph.dynamic_shapes, tied_head), graph
+
+
+def _program(module: torch.nn.Module, example: tuple, dynamic_shapes, tied_head: bool) -> bytes:
+    """torch.export -> XNNPACK partition -> .pte bytes."""
     _import_quietly()
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
-    graph = step_graph(model, max_seq_len)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # executorch's lowering warns about its own deprecated pytree helpers
-        exported = torch.export.export(graph.module, graph.example, dynamic_shapes=graph.dynamic_shapes)
-        tied_head = getattr(model, "lm_head", None) is None
+        exported = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
         edge = to_edge_transform_and_lower(exported, partitioner=[_partitioner(tied_head)])
         # Inputs are not memory-planned: the runtime reads the caller's buffers (tokens, KV caches or SSM states)
         # in place instead of copying them into the arena on every step.
         program = edge.to_executorch(ExecutorchBackendConfig(
             memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False)))
-    return program.buffer, graph
+    return program.buffer
 
 
 def runtime_files(target: Target, program: Path, conf: Path) -> dict[str, Path]:
@@ -124,3 +129,28 @@ class ExecuTorchRuntime(Runtime):
         (work / MODEL_FILE).write_bytes(program)
         (work / MODEL_CONF).write_text(graph.runner_conf())
         return runtime_files(target, work / MODEL_FILE, work / MODEL_CONF)
+
+    def operator_runner(self, op: str, target: Target):
+        """The layer calling ``op`` exported to a .pte as bundles are, run by ExecuTorch's Python runtime with the
+        target's kernel library (ops/<op>/kernel.h behind executorch_adapter.cpp) loaded into it (host targets only)."""
+        import ctypes
+
+        from edgebit.runtimes.base import operator_module
+
+        if not target.is_host:
+            raise ValueError(f"operator runners run in this process: {target.name} is not the host")
+        # The runtime first (it loads the ExecuTorch libraries the kernels link to), then the kernels into it.
+        from executorch.extension.pybindings import portable_lib
+
+        library = executorch_build.build(target) / "lib" / executorch_build.KERNEL_LIBRARY
+        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+
+        def run(*args):
+            module, inputs = operator_module(op, *args)
+            buffer = _program(module, inputs, None, tied_head=False)  # must outlive the loaded program
+            program = portable_lib._load_for_executorch_from_buffer(buffer)
+            outputs = tuple(t.numpy().copy() for t in program.forward(inputs))
+            del program
+            return outputs
+
+        return run

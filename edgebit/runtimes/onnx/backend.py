@@ -48,6 +48,37 @@ class OnnxRuntime(Runtime):
             files[external.name] = external
         return files
 
+    def operator_runner(self, op: str, target: Target):
+        """The layer calling ``op`` exported in this runtime's ONNX form as bundles are, run by onnxruntime in this
+        process (with edgebit's custom-op library for the custom form; host targets only)."""
+        import contextlib
+        from types import SimpleNamespace
+
+        import onnxruntime as ort
+
+        from edgebit.runtimes.base import operator_module
+        from edgebit.runtimes.onnx.export import _quiet_export
+        from edgebit.runtimes.onnx.operators import portable_operators, register_schemas
+
+        if not target.is_host:
+            raise ValueError(f"operator runners run in this process: {target.name} is not the host")
+        options = ort.SessionOptions()
+        if self.form == "custom":
+            options.register_custom_ops_library(str(ort_build.build_ops_library(target)))
+            register_schemas()
+
+        def run(*args):
+            module, inputs = operator_module(op, *args)
+            names = [f"input_{i}" for i in range(len(inputs))]
+            with portable_operators(module) if self.form == "portable" else contextlib.nullcontext():
+                program = _quiet_export(SimpleNamespace(module=module, example=inputs, dynamic_shapes=None,
+                                                        input_names=names, output_names=None), self.form)
+            session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+            return tuple(session.run(None, {name: t.numpy() for name, t in zip(names, inputs)}))
+
+        return run
+
 
 class OnnxCustomRuntime(OnnxRuntime):
     """edgebit's operators as ``edgebit``-domain nodes, run by lib/libedgebit_ort_ops.so."""

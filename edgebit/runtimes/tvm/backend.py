@@ -205,6 +205,33 @@ class TvmRuntime(Runtime):
         files.update({f"lib/{library.name}": library for library in runtime_libraries(target)})
         return files
 
+    def operator_runner(self, op: str, target: Target):
+        """The layer calling ``op`` through torch.export -> Relax with the bundle's converters (the target's TensorIR
+        kernel) -> tvm.compile, run by the Relax VM in this process (host targets only)."""
+        import tvm
+        from tvm import relax
+        from tvm.relax.frontend.torch import from_exported_program
+
+        from edgebit.runtimes.base import operator_module
+
+        if not target.is_host:
+            raise ValueError(f"operator runners run in this process: {target.name} is not the host")
+
+        def run(*args):
+            module, inputs = operator_module(op, *args)
+            with torch.no_grad():
+                exported = torch.export.export(module, inputs)
+            relax_module = from_exported_program(exported, run_ep_decomposition=False,
+                                                 custom_convert_map=_converters(target))
+            with _quiet_native_stderr():
+                executable = tvm.compile(relax_module, target=tvm.target.Target(target.tvm_target_json()))
+            outputs = relax.VirtualMachine(executable, tvm.cpu())["main"](
+                *(tvm.runtime.tensor(t.numpy()) for t in inputs))
+            return tuple(o.numpy() for o in outputs) if isinstance(outputs, (list, tuple, tvm.ir.Array)) \
+                else (outputs.numpy(),)
+
+        return run
+
 
 RISCV_OP_V = 0x57  # major opcode of RVV arithmetic and vsetvl* instructions
 
