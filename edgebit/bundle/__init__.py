@@ -20,12 +20,14 @@ from pathlib import Path
 
 from edgebit import __version__
 from edgebit.checkpoints.files import sha256_of
-from edgebit.errors import EdgebitError
 
 from edgebit.bundle.layout import (LIB_DIR, LOADER_DIR, MANIFEST, MODEL_CONF, REFERENCE_INPUTS, REFERENCE_LOGITS, RUNNER,
                                    RUNTIMES_DIR, TOKENIZER, runtime_dir)
 from edgebit.bundle.manifest import FORMAT_VERSION, Manifest, ManifestError
 
+
+__all__ = ["LIB_DIR", "LOADER_DIR", "MANIFEST", "MODEL_CONF", "REFERENCE_INPUTS", "REFERENCE_LOGITS", "RUNNER",
+           "RUNTIMES_DIR", "TOKENIZER", "Bundle", "BundleError", "BundleWriter", "runtime_dir"]  # one import for users
 
 BundleError = ManifestError  # a bundle that is incomplete, altered or not for this device
 

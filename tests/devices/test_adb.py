@@ -1,24 +1,21 @@
 """adb devices: choosing a device by serial, with the real adb client and a private adb server (so no user's server
 or phone is touched). Bundles over adb on an emulated board: tests/devices/test_board.py."""
 
-import os
 import shutil
 import subprocess
 
 import pytest
 
 from cli_helpers import EDGEBIT, assert_user_error
-from sshd import free_port
+from adb_helpers import private_adb_env
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="adb is not installed (apt-get install adb)")
 
 
 @pytest.fixture
 def adb_env():
-    """A private adb server port; the server the client starts on it is killed at the end."""
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(free_port())}
-    yield env
-    subprocess.run(["adb", "kill-server"], env=env, capture_output=True, timeout=30)
+    with private_adb_env() as env:
+        yield env
 
 
 @pytest.fixture

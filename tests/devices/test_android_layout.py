@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from adb_helpers import private_adb_env
 
 from cli_helpers import EDGEBIT, assert_user_error, run_cli
 from edgebit.bundle import Bundle, BundleWriter
@@ -234,17 +235,8 @@ def test_layout_runs_as_the_app_runs_it_under_qemu_user(bundle, app_dir, tmp_pat
 
 @pytest.fixture(scope="module")
 def adb_env():
-    """Debian's adb client on a private server port (never a user's adb server); that server is killed at the end."""
-    if shutil.which("adb") is None:
-        pytest.skip("needs the adb client (apt-get install adb)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
-    try:
+    with private_adb_env() as env:
         yield env
-    finally:
-        subprocess.run(["adb", "kill-server"], env=env, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from adb_helpers import private_adb_env
 
 from cli_helpers import EDGEBIT, assert_user_error, run_cli
 from edgebit.boards import image, vm
@@ -54,21 +54,9 @@ def board(request):
 @pytest.fixture
 def adb(board):
     """Runs Debian's adb client against its own server port (never a user's adb server); kills that server."""
-    if shutil.which("adb") is None:
-        pytest.skip("needs the adb client (apt-get install adb)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["adb", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
-                              timeout=COMMAND_TIMEOUT)
-
-    try:
-        yield run
-    finally:
-        run("kill-server")
+    with private_adb_env() as env:
+        yield lambda *args: subprocess.run(["adb", *args], capture_output=True, text=True, env=env,
+                                           stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT)
 
 
 @pytest.fixture
