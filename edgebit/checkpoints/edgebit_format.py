@@ -1,17 +1,11 @@
 """edgebit's own checkpoint: a directory with config.json, model.safetensors and optionally tokenizer.json.
 
-config.json: ``{"edgebit_format": 1, "family": "bitnet" | "bimamba", "weight_encoding": "planar2" | "base3",
-"config": {...}}``.
-
-BitNet: model.safetensors holds, per ternary projection ``NAME`` (e.g. ``layers.0.self_attn.q_proj``):
-``NAME.w_packed`` uint8 [out, ceil(in/4)] in the planar layout (``planar2``) or ``NAME.w_base3`` uint8
-[out, ceil(in/5)] (``base3``), and ``NAME.w_scale`` float32 [1] (multiplicative). Embeddings and the optional
-untied ``lm_head.weight`` keep the precision the source checkpoint stored them in (float32, bfloat16 or float16;
-float16 for a model trained by edgebit); norm weights float32. See edgebit.quant.packing for the bit layouts.
-
-Bi-Mamba: per FBI-Linear projection ``NAME`` (e.g. ``layers.0.mixer.in_proj``): ``NAME.w_signs`` uint8
-[out, ceil(in/8)] (1 bit per weight, ops/binary_matmul/SPEC.md), ``NAME.alpha`` and ``NAME.beta`` float32 [1, in];
-embeddings (and an untied head) in the source's precision as for BitNet; everything else (conv1d, A_log, D, dt_bias, norms) float32.
+config.json: ``{"edgebit_format": 1, "family": FAMILY, "weight_encoding": ENCODING, "config": {...}}``, FAMILY a
+registered family (edgebit.models) and ENCODING one of the family's ``encodings``. Which tensors model.safetensors
+holds is the family's business (``Family.save_tensors`` / ``Family.load_edgebit``, documented in each family's
+checkpoints.py); this module writes and reads the directory atomically and keeps embeddings and an untied head in
+the precision the source checkpoint stored them in (float32, bfloat16 or float16; float16 for a model trained by
+edgebit).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@
 
 Full-precision projections are binarized at load with the alpha and beta that minimize the per-column
 reconstruction error (:func:`fit_fbi`); ``edgebit binarize`` writes the result as an edgebit checkpoint.
+
+**edgebit's format** (edgebit.checkpoints.edgebit_format) for Bi-Mamba: per FBI-Linear projection ``NAME`` (e.g.
+``layers.0.mixer.in_proj``) ``NAME.w_signs`` uint8 [out, ceil(in/8)] (1 bit per weight, ops/binary_matmul/SPEC.md),
+``NAME.alpha`` and ``NAME.beta`` float32 [1, in]; conv1d, A_log, D, dt_bias and norms float32.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@
   SwiGLU, untied head, full-precision latent weights ternarized at load.
 
 Both become an :class:`edgebit.models.bitnet.model.BitNetForCausalLM` in the packed state.
+
+**edgebit's format** (edgebit.checkpoints.edgebit_format) for BitNet: per ternary projection ``NAME`` (e.g.
+``layers.0.self_attn.q_proj``) ``NAME.w_packed`` uint8 [out, ceil(in/4)] in the planar layout (``planar2``) or
+``NAME.w_base3`` uint8 [out, ceil(in/5)] (``base3``), and ``NAME.w_scale`` float32 [1] (multiplicative); norm
+weights float32. See edgebit.quant.packing for the bit layouts.
 """
 
 from __future__ import annotations
