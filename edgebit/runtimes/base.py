@@ -55,33 +55,19 @@ def operator_module(op: str, *args):
     arrays, ints), the way a model holds it: packed weights and their scales in the layer (constants of the
     exported program), the activations (for the scan, every tensor) as inputs. The layer sits under a wrapper
     module, so exporters that swap layers for stand-ins (the portable ONNX form) find it."""
+    import importlib
+
     import numpy as np
     import torch
 
     from edgebit.errors import EdgebitError
 
     # A fresh C-ordered copy: numpy views (x[None]) carry zero strides, which ExecuTorch refuses.
-    tensor = lambda a: torch.from_numpy(np.array(a, order="C", copy=True))  # noqa: E731
-    if op == "ternary_matmul":
-        from edgebit.models.bitnet.model import TernaryLinear
-
-        x, w_packed, w_scale, in_features = args
-        layer = TernaryLinear(in_features, w_packed.shape[0])
-        layer.set_packed(tensor(w_packed), tensor(w_scale))
-        inputs = (tensor(x),)
-    elif op == "binary_matmul":
-        from edgebit.models.bimamba.model import FBILinear
-
-        x, w_signs, alpha, beta, in_features = args
-        layer = FBILinear(in_features, w_signs.shape[0])
-        layer.set_packed(tensor(w_signs), tensor(alpha), tensor(beta))
-        inputs = (tensor(x),)
-    elif op == "selective_scan":
-        from edgebit.models.bimamba.model import SelectiveScan
-
-        layer, inputs = SelectiveScan(), tuple(map(tensor, args))
-    else:
-        raise EdgebitError(f"no edgebit layer calls operator {op!r}: add it to edgebit.runtimes.base.operator_module")
+    tensors = [torch.from_numpy(np.array(a, order="C", copy=True)) if isinstance(a, np.ndarray) else a for a in args]
+    package = importlib.import_module(f"edgebit_ops.{op}")
+    if not hasattr(package, "calling_layer"):
+        raise EdgebitError(f"operator {op!r} names no calling_layer in ops/{op}/__init__.py")
+    layer, inputs = package.calling_layer(*tensors)
 
     class OneOperator(torch.nn.Module):
         def __init__(self):
