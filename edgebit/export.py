@@ -62,7 +62,7 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
     """
     from edgebit import runtimes
     from edgebit.generate import TOKENIZER_FILE, load_tokenizer
-    from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, loader_name
+    from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, elf_files, loader_name
     from edgebit.validate.reference import host_logits, reference_inputs
 
     timer = timer or StageTimer()
@@ -100,8 +100,7 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
                     writer.add_file(source, f"{bundle_format.runtime_dir(name)}/{relative}")
             runtime_info[name] = {"version": runtime.version()}
         with timer.stage(f"C/C++ runtime ({target.name})"):
-            binaries = [p for p in sorted((writer.staging / bundle_format.RUNTIMES_DIR).rglob("*")) if p.is_file()
-                        and p.parent.name in ("bin", bundle_format.LIB_DIR)]
+            binaries = elf_files(writer.staging / bundle_format.RUNTIMES_DIR)
             for name, source in c_runtime_files(target, binaries).items():
                 writer.add_file(source, f"{bundle_format.LOADER_DIR}/{name}")
             for name in chosen:

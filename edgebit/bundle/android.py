@@ -34,6 +34,7 @@ from pathlib import Path
 from edgebit.bundle import Bundle
 from edgebit.bundle.layout import LIB_DIR, LOADER_DIR, REFERENCE_INPUTS, REFERENCE_LOGITS, RUNNER, TOKENIZER, runtime_dir
 from edgebit.errors import EdgebitError
+from edgebit.toolchain.c_runtime import is_elf
 
 ABI = "arm64-v8a"
 DEBIAN_ARCH = "arm64"
@@ -45,16 +46,10 @@ LINKS_DIR = "links"  # inside the app's copy of the assets: links/<soname> -> na
 RUNTIME_ASSETS = "runtime"  # the runner's directory inside the copy
 LOADER_NAME = "libedgebit_loader.so"
 RUNNER_NAME = "libedgebit_runner.so"
-ELF_MAGIC = b"\x7fELF"
 
 
 class AndroidLayoutError(EdgebitError):
     """A bundle that cannot be laid out for an Android app."""
-
-
-def is_elf(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == ELF_MAGIC
 
 
 def native_name(file_name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 
 from edgebit.errors import EdgebitError
@@ -39,13 +40,14 @@ def loader_name(target: Target) -> str:
     return found[0]
 
 
-def needed_libraries(binary: Path) -> list[str]:
-    """The ``DT_NEEDED`` entries of an ELF file (any architecture)."""
+@cache
+def needed_libraries(binary: Path) -> tuple[str, ...]:
+    """The ``DT_NEEDED`` entries of an ELF file (any architecture); read once per file and process."""
     readelf = shutil.which("readelf")
     if readelf is None:
         raise EdgebitError("readelf is not installed; install binutils (apt-get install binutils)")
     result = subprocess.run([readelf, "-d", str(binary)], capture_output=True, text=True)
-    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", result.stdout)
+    return tuple(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", result.stdout))
 
 
 def c_runtime_files(target: Target, binaries: list[Path]) -> dict[str, Path]:
@@ -67,34 +69,45 @@ def is_elf(path: Path) -> bool:
         return f.read(4) == b"\x7fELF"
 
 
+def elf_files(directory: Path) -> list[Path]:
+    """Every ELF file under ``directory`` (runner, runtime libraries, a compiled model): what the loader maps."""
+    return [p for p in sorted(directory.rglob("*")) if p.is_file() and is_elf(p)]
+
+
 def check_self_contained(runtime_dir: Path, loader_dir: Path) -> None:
     """Every library an ELF file of ``runtime_dir`` needs is in its ``lib/`` or in ``loader_dir`` (else a clear
     error: the bundle would fail on a device that lacks the library)."""
     provided = {p.name for d in (runtime_dir / "lib", loader_dir) if d.is_dir() for p in d.iterdir()}
-    for path in sorted(runtime_dir.rglob("*")):
-        if path.is_file() and is_elf(path):
-            missing = sorted(set(needed_libraries(path)) - provided)
-            if missing:
-                raise EdgebitError(f"{path.relative_to(runtime_dir.parent.parent)} needs {', '.join(missing)}, "
-                                   "which the bundle does not carry; report this as an edgebit bug")
+    for path in elf_files(runtime_dir):
+        missing = sorted(set(needed_libraries(path)) - provided)
+        if missing:
+            raise EdgebitError(f"{path.relative_to(runtime_dir.parent.parent)} needs {', '.join(missing)}, "
+                               "which the bundle does not carry; report this as an edgebit bug")
 
 
 def install_c_runtime(target: Target, runtime_root: Path) -> None:
     """Give a runtime directory built outside a bundle (tests, tools) its own ``loader/``, as a bundle has."""
-    from edgebit.bundle.layout import LIB_DIR, LOADER_DIR
+    from edgebit.bundle.layout import LOADER_DIR
 
     loader_dir = runtime_root / LOADER_DIR
     loader_dir.mkdir(exist_ok=True)
-    binaries = [p for d in (runtime_root / "bin", runtime_root / LIB_DIR) if d.is_dir() for p in d.iterdir()]
-    for name, source in c_runtime_files(target, binaries).items():
+    for name, source in c_runtime_files(target, elf_files(runtime_root)).items():
         if not (loader_dir / name).exists():
             shutil.copy2(source, loader_dir / name)
 
 
-def runner_command(target: Target, root: str) -> list[str]:
-    """``[loader, --library-path, lib:loader, bin/edgebit-runner]`` for a runtime directory at device path ``root``
-    that holds its own ``loader/`` (:func:`install_c_runtime`)."""
-    from edgebit.bundle.layout import LIB_DIR, LOADER_DIR, RUNNER
+def runner_argv(loader_dir: str, loader: str, runtime_root: str) -> list[str]:
+    """How every runner starts (device paths): ``[loader, --library-path, lib:loader_dir, bin/edgebit-runner]``,
+    so nothing is taken from the device's own system."""
+    from edgebit.bundle.layout import LIB_DIR, RUNNER
 
-    return [f"{root}/{LOADER_DIR}/{loader_name(target)}", "--library-path", f"{root}/{LIB_DIR}:{root}/{LOADER_DIR}",
-            f"{root}/{RUNNER}"]
+    return [f"{loader_dir}/{loader}", "--library-path", f"{runtime_root}/{LIB_DIR}:{loader_dir}",
+            f"{runtime_root}/{RUNNER}"]
+
+
+def runner_command(target: Target, root: str) -> list[str]:
+    """:func:`runner_argv` for a runtime directory at device path ``root`` that holds its own ``loader/``
+    (:func:`install_c_runtime`)."""
+    from edgebit.bundle.layout import LOADER_DIR
+
+    return runner_argv(f"{root}/{LOADER_DIR}", loader_name(target), root)

@@ -14,12 +14,9 @@ import numpy as np
 from edgebit import bundle as bundle_format
 from edgebit.validate.agreement import Agreement, compare_logits
 from edgebit.bundle import Bundle, BundleError
-from edgebit.devices import Device, DeviceError
-from edgebit.toolchain.c_runtime import RUNNER_ENVIRONMENT
+from edgebit.devices import RUN_TIMEOUT_S, Device, DeviceError
+from edgebit.toolchain.c_runtime import RUNNER_ENVIRONMENT, runner_argv
 from edgebit.validate.reference import perplexity
-
-RUN_TIMEOUT_S = 1800.0
-
 
 def check_compatible(bundle: Bundle, device: Device) -> None:
     bundle.verify()
@@ -54,10 +51,8 @@ class DeviceSession:
 
     def runner_command(self, runtime_root: str, args: list[str]) -> list[str]:
         """The runner started through the bundle's own loader and libraries (nothing from the device's system)."""
-        loader_dir = f"{self.remote_root}/{bundle_format.LOADER_DIR}"
-        return [f"{loader_dir}/{self.bundle.manifest.target.loader}", "--library-path",
-                f"{runtime_root}/{bundle_format.LIB_DIR}:{loader_dir}", f"{runtime_root}/{bundle_format.RUNNER}",
-                runtime_root, *args]
+        return [*runner_argv(f"{self.remote_root}/{bundle_format.LOADER_DIR}", self.bundle.manifest.target.loader,
+                             runtime_root), runtime_root, *args]
 
     def runner_environment(self) -> dict[str, str]:
         threads = str(self.threads)
