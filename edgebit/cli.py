@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgebit.devices import devices_help
+from edgebit.devices import RUN_TIMEOUT_S, devices_help
 from edgebit.errors import EdgebitError
 from edgebit.runtimes import choices_help as runtimes_help
 
@@ -85,7 +85,7 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
              top_k: int = typer.Option(40, "--top-k", min=0), seed: int = typer.Option(0),
              runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="which of the bundle's runtimes "
                                                    "(default: its first)"),
-             timeout: float = typer.Option(1800.0, "--timeout", min=0.001, help="with --device: seconds the "
+             timeout: float = typer.Option(RUN_TIMEOUT_S, "--timeout", min=0.001, help="with --device: seconds the "
                                            "runner may take"),
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device)."""
@@ -224,7 +224,7 @@ DeviceOpt = typer.Option("qemu", "--device", "-d", help=devices_help())
 DevicesOpt = typer.Option(["qemu"], "--device", "-d", help=f"{devices_help()}; repeat to run on several devices in "
                           "parallel")
 ThreadsOpt = typer.Option(1, "--threads", min=1, help="worker threads on the device")
-TimeoutOpt = typer.Option(1800.0, "--timeout", min=0.001, help="seconds one runner command may take on the device "
+TimeoutOpt = typer.Option(RUN_TIMEOUT_S, "--timeout", min=0.001, help="seconds one runner command may take on the device "
                           "(it is stopped after that)")
 RuntimeOpt = typer.Option(None, "--runtime", "-r", help="one of the bundle's runtimes (default: its first)")
 
@@ -272,8 +272,7 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
 
     opened = Bundle.open(bundle)
     chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
-    outcomes = on_devices(opened, list(dict.fromkeys(device)), lambda s: [run_validation(s, r) for r in chosen],
-                          threads, timeout)
+    outcomes = on_devices(opened, device, lambda s: [run_validation(s, r) for r in chosen], threads, timeout)
     done = [o for o in outcomes if o.error is None]
     results = [{"device": o.where, "passed": all(r.passed for r in o.value), "seconds": o.finished - o.started,
                 "started": o.started, "runtimes": [r.to_dict() for r in o.value]} for o in done]
@@ -342,7 +341,7 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
     if prompt_tokens + new_tokens > max_seq_len:
         raise EdgebitError(f"--prompt-tokens + --new-tokens must fit the bundle's max_seq_len ({max_seq_len})")
     measure = lambda session: [measure_speed(session, r, prompt_tokens, new_tokens, repeats) for r in chosen]
-    outcomes = on_devices(opened, list(dict.fromkeys(device)), measure, threads, timeout)
+    outcomes = on_devices(opened, device, measure, threads, timeout)
     done = [o for o in outcomes if o.error is None]
     if as_json and done:
         results = [{"device": o.where, "runtimes": [s.__dict__ for s in o.value]} for o in done]

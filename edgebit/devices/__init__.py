@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from edgebit.devices.base import CommandResult, Device, DeviceError, DeviceKind
+from edgebit.devices.base import RUN_TIMEOUT_S, CommandResult, Device, DeviceError, DeviceKind
 from edgebit.errors import EdgebitError
 
 DEVICE_MODULES = (
@@ -41,4 +41,4 @@ def open_device(spec: str, bundle_target: str | None = None) -> Device:
     raise EdgebitError(f"unknown device {spec!r}; use {' or '.join(kind.syntax for kind in device_kinds())}")
 
 
-__all__ = ["CommandResult", "Device", "DeviceError", "DeviceKind", "device_kinds", "devices_help", "open_device"]
+__all__ = ["RUN_TIMEOUT_S", "CommandResult", "Device", "DeviceError", "DeviceKind", "device_kinds", "devices_help", "open_device"]

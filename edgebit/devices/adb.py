@@ -15,10 +15,9 @@ import subprocess
 from pathlib import Path
 
 from edgebit.devices.base import DeviceError, DeviceKind
-from edgebit.devices.remote import CONNECT_TIMEOUT_S, RemoteDevice
+from edgebit.devices.remote import CONNECT_TIMEOUT_S, COPY_TIMEOUT_S, RemoteDevice
 from edgebit.errors import EdgebitError
 
-COPY_TIMEOUT_S = 1800.0
 BASE_DIR = "/data/local/tmp"
 PROBLEMS = (
     (r"device '?[^ ]*'? not found|device offline|no devices/emulators found|device still connecting",

@@ -16,6 +16,9 @@ from typing import Callable
 from edgebit.errors import EdgebitError
 
 
+RUN_TIMEOUT_S = 1800.0  # how long one command may run on a device unless the user says otherwise (--timeout)
+
+
 class DeviceError(EdgebitError):
     """A device that cannot be reached, or a command on it that failed."""
 

@@ -20,6 +20,7 @@ from edgebit.devices.base import CommandResult, Device, DeviceError
 
 ARCHITECTURES = {"aarch64": "arm64", "arm64": "arm64", "armv8l": "arm64", "x86_64": "amd64", "riscv64": "riscv64"}
 CONNECT_TIMEOUT_S = 30.0
+COPY_TIMEOUT_S = 1800.0  # one push or pull of a bundle
 SHA256_TOOLS = ("sha256sum", "toybox sha256sum", "busybox sha256sum")
 
 
@@ -64,10 +65,14 @@ class RemoteDevice(Device):
                               "reachable") from None
         except OSError as exc:
             raise DeviceError(f"{self.describe()}: cannot start the client ({exc.strerror}); run `edgebit doctor`")
+        return self._completed(result, start)
+
+    def _completed(self, result: subprocess.CompletedProcess, start: float, during: str = "") -> CommandResult:
+        """The command's result, or one line when the transport itself failed (``during``: what was running)."""
         stdout, stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
         problem = self._transport_error(result.returncode, stderr)
         if problem:
-            raise DeviceError(f"{self.describe()}: {problem}")
+            raise DeviceError(f"{self.describe()}: {problem}{during}")
         return CommandResult(result.returncode, stdout, stderr, time.monotonic() - start)
 
     def _checked(self, command: str, what: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
@@ -139,11 +144,7 @@ class RemoteDevice(Device):
             self._shell(f"kill -9 $(cat {shlex.quote(pidfile)}) 2>/dev/null; rm -f {shlex.quote(pidfile)}")
             raise DeviceError(f"{self.describe()}: {Path(argv[0]).name} did not finish within {timeout:.0f} s and "
                               "was stopped; raise the timeout or use a smaller input") from None
-        stdout, stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-        problem = self._transport_error(result.returncode, stderr)
-        if problem:
-            raise DeviceError(f"{self.describe()}: {problem} (while running {Path(argv[0]).name})")
-        return CommandResult(result.returncode, stdout, stderr, time.monotonic() - start)
+        return self._completed(result, start, f" (while running {Path(argv[0]).name})")
 
     def verify_files(self, root: str, files: dict[str, str]) -> None:
         """Check the sha256 of pushed files with the device's own tool, so a corrupted transfer is caught there."""

@@ -18,10 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgebit.devices.base import DeviceError, DeviceKind
-from edgebit.devices.remote import CONNECT_TIMEOUT_S, RemoteDevice
+from edgebit.devices.remote import CONNECT_TIMEOUT_S, COPY_TIMEOUT_S, RemoteDevice
 from edgebit.errors import EdgebitError
 
-COPY_TIMEOUT_S = 1800.0
 SSH_FAILED = 255  # ssh's own exit status when the connection, not the command, failed
 PROBLEMS = (
     (r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \w+ host key is known",

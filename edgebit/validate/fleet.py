@@ -27,10 +27,12 @@ class DeviceOutcome:
 
 def on_devices(bundle: Bundle, specs: list[str], work: Callable, threads: int = 1,
                timeout: float | None = None) -> list[DeviceOutcome]:
-    """Run ``work(session)`` on each device in ``specs`` in parallel; a device's user error is kept in its outcome
-    (the others go on), anything else propagates."""
-    from edgebit.devices import open_device
-    from edgebit.validate.session import RUN_TIMEOUT_S, DeviceSession
+    """Run ``work(session)`` on each device in ``specs`` (a device named twice runs once) in parallel; a device's
+    user error is kept in its outcome (the others go on), anything else propagates."""
+    from edgebit.devices import RUN_TIMEOUT_S, open_device
+    from edgebit.validate.session import DeviceSession
+
+    specs = list(dict.fromkeys(specs))
 
     def one(spec: str) -> DeviceOutcome:
         started = time.monotonic()
