@@ -52,12 +52,11 @@ class OnnxRuntime(Runtime):
         """The layer calling ``op`` exported in this runtime's ONNX form as bundles are, run by onnxruntime in this
         process (with edgebit's custom-op library for the custom form; host targets only)."""
         import contextlib
-        from types import SimpleNamespace
 
         import onnxruntime as ort
 
         from edgebit.runtimes.base import operator_module
-        from edgebit.runtimes.onnx.export import _quiet_export
+        from edgebit.runtimes.onnx.export import onnx_program
         from edgebit.runtimes.onnx.operators import portable_operators, register_schemas
 
         if not target.is_host:
@@ -71,8 +70,7 @@ class OnnxRuntime(Runtime):
             module, inputs = operator_module(op, *args)
             names = [f"input_{i}" for i in range(len(inputs))]
             with portable_operators(module) if self.form == "portable" else contextlib.nullcontext():
-                program = _quiet_export(SimpleNamespace(module=module, example=inputs, dynamic_shapes=None,
-                                                        input_names=names, output_names=None), self.form)
+                program = onnx_program(module, inputs, self.form, input_names=names)
             session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
                                            providers=["CPUExecutionProvider"])
             return tuple(session.run(None, {name: t.numpy() for name, t in zip(names, inputs)}))

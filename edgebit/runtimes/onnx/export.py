@@ -41,14 +41,16 @@ def export_onnx(model, form: str, max_seq_len: int, path: Path) -> None:
         if form == "portable":
             stack.enter_context(portable_operators(model))
         graph = step_graph(model, max_seq_len)
-        program = _quiet_export(graph, form)
+        program = onnx_program(graph.module, graph.example, form, graph.dynamic_shapes, graph.input_names,
+                               graph.output_names)
     _strip_node_metadata(program.model)
     program.save(str(path))
     _check_packed_weights(path)
 
 
-def _quiet_export(graph, form: str):
-    """torch.onnx.export (dynamo) without its progress lines and warnings (it logs, and warns for torchvision)."""
+def onnx_program(module, example: tuple, form: str, dynamic_shapes=None, input_names=None, output_names=None):
+    """``module`` as an ONNX program in ``form`` (the step of a bundle, or one operator's layer), through
+    torch.onnx.export (dynamo) without its progress lines and warnings (it logs, and warns for torchvision)."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
     levels = [logger.level for logger in loggers]
     try:
@@ -57,10 +59,10 @@ def _quiet_export(graph, form: str):
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             # torch.export first: torch.onnx.export mishandles the dynamic shapes of the step's *states.
-            program = torch.export.export(graph.module, graph.example, dynamic_shapes=graph.dynamic_shapes)
+            program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
             return torch.onnx.export(
-                program, graph.example, None, dynamo=True, input_names=graph.input_names,
-                output_names=graph.output_names, opset_version=OPSET,
+                program, example, None, dynamo=True, input_names=input_names,
+                output_names=output_names, opset_version=OPSET,
                 custom_translation_table=translation_table(form), verbose=False)
     finally:
         for logger, level in zip(loggers, levels):

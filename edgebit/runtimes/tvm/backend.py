@@ -148,24 +148,36 @@ class CompiledModel:
         return self.graph.runner_conf()
 
 
+def _to_relax(module: torch.nn.Module, example: tuple, target: Target, dynamic_shapes=None,
+              keep_params_as_input: bool = False):
+    """torch.export -> Relax with edgebit's operators mapped to the target's TensorIR kernels (_converters)."""
+    from tvm.relax.frontend.torch import from_exported_program
+
+    with torch.no_grad():
+        exported = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
+    # Without decomposition the head stays one aten.linear node, which _converters maps to the dense kernel.
+    return from_exported_program(exported, keep_params_as_input=keep_params_as_input, run_ep_decomposition=False,
+                                 custom_convert_map=_converters(target))
+
+
+def _compile(relax_module, target: Target):
+    import tvm
+
+    with _quiet_native_stderr():
+        return tvm.compile(relax_module, target=tvm.target.Target(target.tvm_target_json()))
+
+
 def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> CompiledModel:
     """Lower ``model`` for ``target`` into ``out_dir/model.so`` + ``out_dir/weights.params``."""
     import tvm
     from tvm import relax
-    from tvm.relax.frontend.torch import from_exported_program
     from tvm.support.cc import cross_compiler
 
     graph = step_graph(_weights_as_parameters(model), max_seq_len)
-    with torch.no_grad():
-        exported = torch.export.export(graph.module, graph.example, dynamic_shapes=graph.dynamic_shapes)
-    # Without decomposition the head stays one aten.linear node, which _converters maps to the dense kernel.
-    module = from_exported_program(exported, keep_params_as_input=True, run_ep_decomposition=False,
-                                   custom_convert_map=_converters(target))
+    module = _to_relax(graph.module, graph.example, target, graph.dynamic_shapes, keep_params_as_input=True)
     module, params = relax.frontend.detach_params(module)
     names = [p.name for p in module["main"].params][module["main"].attrs["num_input"]:]
-    tvm_target = tvm.target.Target(target.tvm_target_json())
-    with _quiet_native_stderr():
-        executable = tvm.compile(module, target=tvm_target)
+    executable = _compile(module, target)
     library = out_dir / MODEL_FILE
     if target.is_host:
         executable.export_library(str(library))
@@ -210,7 +222,6 @@ class TvmRuntime(Runtime):
         kernel) -> tvm.compile, run by the Relax VM in this process (host targets only)."""
         import tvm
         from tvm import relax
-        from tvm.relax.frontend.torch import from_exported_program
 
         from edgebit.runtimes.base import operator_module
 
@@ -219,12 +230,7 @@ class TvmRuntime(Runtime):
 
         def run(*args):
             module, inputs = operator_module(op, *args)
-            with torch.no_grad():
-                exported = torch.export.export(module, inputs)
-            relax_module = from_exported_program(exported, run_ep_decomposition=False,
-                                                 custom_convert_map=_converters(target))
-            with _quiet_native_stderr():
-                executable = tvm.compile(relax_module, target=tvm.target.Target(target.tvm_target_json()))
+            executable = _compile(_to_relax(module, inputs, target), target)
             outputs = relax.VirtualMachine(executable, tvm.cpu())["main"](
                 *(tvm.runtime.tensor(t.numpy()) for t in inputs))
             return tuple(o.numpy() for o in outputs) if isinstance(outputs, (list, tuple, tvm.ir.Array)) \
