@@ -75,16 +75,21 @@ class BoardSpec:
         return [(self.suite, self.arch)] + ([(BACKPORTS, self.arch)] if self.from_backports else [])
 
 
+# Both boards: virtio networking and entropy (modules in Debian's kernels), the same userland, and the dependencies
+# of that userland an initramfs does without (openssh-sftp-server depends on the whole OpenSSH client; only its
+# sftp-server binary is used).
+VIRTIO_MODULES = ("virtio_pci", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "failover", "net_failover",
+                  "virtio_net", "virtio-rng")
+USERLAND = ("busybox-static", "dropbear-bin", "openssh-sftp-server", "adbd")
+SKIPPED_DEPENDENCIES = frozenset({"openssh-client", "debconf", "init-system-helpers", "adduser", "passwd", "lsb-base",
+                                  "sysvinit-utils"})
+
 BOARDS = {
     "arm64": BoardSpec(
         arch="arm64", machine=["-M", "virt", "-cpu", "cortex-a72"], qemu_package="qemu-system-arm",
         qemu_binary="qemu-system-aarch64", kernel_package="linux-image-arm64",
-        modules=("virtio_pci", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "failover", "net_failover",
-                 "virtio_net", "virtio-rng"),
-        userland=("busybox-static", "dropbear-bin", "openssh-sftp-server", "adbd"),
-        # openssh-sftp-server depends on the whole OpenSSH client; only its sftp-server binary is used.
-        skip=frozenset({"openssh-client", "debconf", "init-system-helpers", "adduser", "passwd", "lsb-base",
-                        "sysvinit-utils"}),
+        modules=VIRTIO_MODULES, userland=USERLAND,
+        skip=SKIPPED_DEPENDENCIES,
         aliases=("aarch64",),
         # adbd 34 is in bookworm-backports only (bookworm has no adbd); its Android libraries must match it
         from_backports=("adbd", "android-")),
@@ -93,11 +98,8 @@ BOARDS = {
     "riscv64": BoardSpec(
         arch="riscv64", machine=["-M", "virt", "-cpu", "rv64"], qemu_package="qemu-system-misc",
         qemu_binary="qemu-system-riscv64", kernel_package="linux-image-riscv64",
-        modules=("virtio_pci", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "failover", "net_failover",
-                 "virtio_net", "virtio-rng"),
-        userland=("busybox-static", "dropbear-bin", "openssh-sftp-server", "adbd"),
-        skip=frozenset({"openssh-client", "debconf", "init-system-helpers", "adduser", "passwd", "lsb-base",
-                        "sysvinit-utils", "base-files"}),
+        modules=VIRTIO_MODULES, userland=USERLAND,
+        skip=SKIPPED_DEPENDENCIES | {"base-files"},
         console="ttyS0", aliases=("riscv",), suite="trixie",
         firmware=("opensbi", "usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin")),
 }
