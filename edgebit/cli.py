@@ -7,6 +7,7 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -29,6 +30,10 @@ EMBEDDED_MODELS = {"demo": Path(__file__).parent / "demo" / "bitnet-demo",
 ModelArg = typer.Argument(..., help="checkpoint directory, or 'demo' / 'bimamba-demo' for an embedded demo model")
 AllowPickle = typer.Option(False, "--allow-pickle", help="permit pickled pytorch_model.bin weights (runs code!)")
 Sha256 = typer.Option(None, "--sha256", metavar="FILE=HEX", help="pin a file of the checkpoint to a sha256 (repeatable)")
+Trust = typer.Option(None, "--trust", metavar="PUBKEY", help="only a bundle signed by one of these Ed25519 public keys "
+                     "(KEYFILE.pub of edgebit keygen, or a file of several; repeatable; default: $EDGEBIT_TRUST, "
+                     "files separated by ':')")
+TRUST_ENV = "EDGEBIT_TRUST"
 
 
 def resolve_model(name: str) -> Path:
@@ -49,6 +54,16 @@ def _load_options(allow_pickle: bool, sha256: Optional[list[str]]):
     from edgebit.checkpoints import LoadOptions
 
     return LoadOptions(allow_pickle, _parse_pins(sha256))
+
+
+def _open_bundle(path: Path, trust: Optional[list[Path]]):
+    """The bundle at ``path``; with --trust (or $EDGEBIT_TRUST), only if a trusted key signed it and no file changed
+    since: checked here, once, before any device is opened or anything pushed."""
+    from edgebit.bundle import Bundle
+    from edgebit.bundle.signing import load_trusted_keys, open_trusted
+
+    keys = trust or [Path(p) for p in os.environ.get(TRUST_ENV, "").split(os.pathsep) if p]
+    return open_trusted(path, load_trusted_keys(keys)) if keys else Bundle.open(path)
 
 
 def _load(model: str, allow_pickle: bool, sha256: Optional[list[str]]):
@@ -87,13 +102,16 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
                                                    "(default: its first)"),
              timeout: float = typer.Option(RUN_TIMEOUT_S, "--timeout", min=0.001, help="with --device: seconds the "
                                            "runner may take"),
+             trust: Optional[list[Path]] = Trust,
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device)."""
     from edgebit.generate import Sampling, generate_text, load_tokenizer
 
     if device is not None:
-        _generate_on_device(Path(model), device, prompt, max_new_tokens, runtime, timeout)
+        _generate_on_device(Path(model), device, prompt, max_new_tokens, runtime, timeout, trust)
         return
+    if trust:
+        raise EdgebitError("--trust checks a bundle before it goes to a device; add --device")
     tokenizer = load_tokenizer(resolve_model(model))
     loaded = _load(model, allow_pickle, sha256)
     text = generate_text(loaded, tokenizer, prompt, Sampling(max_new_tokens, temperature, top_k, seed))
@@ -101,13 +119,13 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
 
 
 def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tokens: int,
-                        runtime: Optional[str], timeout: float) -> None:
-    from edgebit.bundle import TOKENIZER, Bundle
+                        runtime: Optional[str], timeout: float, trust: Optional[list[Path]]) -> None:
+    from edgebit.bundle import TOKENIZER
     from edgebit.validate.session import DeviceSession
     from edgebit.devices import open_device
     from edgebit.generate import load_tokenizer
 
-    bundle = Bundle.open(bundle_dir)
+    bundle = _open_bundle(bundle_dir, trust)
     if not bundle.has(TOKENIZER):
         raise EdgebitError(f"{bundle_dir}: the bundle has no tokenizer; use `edgebit run` with token ids")
     tokenizer = load_tokenizer(bundle.root)
@@ -202,6 +220,8 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
                                                  "(default: MODEL-TARGET.bundle)"),
            max_seq_len: int = typer.Option(256, "--max-seq-len", min=8, help="KV cache length on the device"),
            runtime: list[str] = typer.Option(["tvm"], "--runtime", "-r", help=f"{runtimes_help()} (repeatable)"),
+           sign: Optional[Path] = typer.Option(None, "--sign", metavar="KEYFILE", help="sign manifest.json with this "
+                                               "Ed25519 private key (edgebit keygen) into manifest.sig"),
            allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Export a checkpoint for a target into a bundle (written atomically), for one or more runtimes."""
     from edgebit.export import ExportConfig, StageTimer, export_bundle
@@ -213,11 +233,23 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
     timer = StageTimer(lambda name, seconds: console.print(f"  [green]done[/green] {name:<40} {seconds:7.2f} s"))
     console.print(f"exporting {source} for {resolved.name} -> {output}")
     skipped = lambda name, reason: console.print(f"  [yellow]skipped[/yellow] {name}: {reason}")
-    config = ExportConfig(source, resolved, output, max_seq_len, tuple(runtime), _load_options(allow_pickle, sha256))
+    config = ExportConfig(source, resolved, output, max_seq_len, tuple(runtime), _load_options(allow_pickle, sha256),
+                          signing_key=sign)
     bundle = export_bundle(config, timer, skipped)
     size = sum(bundle.file(f).stat().st_size for f in bundle.manifest.files)
     console.print(f"wrote {output} ({len(bundle.manifest.files)} files, {size / 1e6:.1f} MB) in "
-                  f"{sum(timer.timings.values()):.1f} s")
+                  f"{sum(timer.timings.values()):.1f} s" + (", signed" if sign else ""))
+
+
+@app.command()
+def keygen(output: Path = typer.Option(..., "-o", "--output", metavar="KEYFILE", help="private key to write (PEM "
+                                       "PKCS#8, mode 0600); the public key goes to KEYFILE.pub (PEM)"),
+           force: bool = typer.Option(False, "--force", help="replace existing key files")) -> None:
+    """Create an Ed25519 key pair for signed bundles: export --sign KEYFILE, then --trust KEYFILE.pub on devices."""
+    from edgebit.bundle.signing import fingerprint, generate_key
+
+    public = generate_key(output, force)
+    print(f"wrote {output} (private: keep it secret) and {output}.pub (public: for --trust); key {fingerprint(public)}")
 
 
 DeviceOpt = typer.Option("qemu", "--device", "-d", help=devices_help())
@@ -233,11 +265,11 @@ RuntimeOpt = typer.Option(None, "--runtime", "-r", help="one of the bundle's run
 def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit export)"), device: str = DeviceOpt,
         input: Path = typer.Option(..., "--input", "-i", help="int64 token ids [B, T] (.npy)"),
         output: Path = typer.Option(..., "--output", "-o", help="float32 logits [B, T, V] (.npy)"),
-        threads: int = ThreadsOpt, runtime: Optional[str] = RuntimeOpt, timeout: float = TimeoutOpt) -> None:
+        threads: int = ThreadsOpt, runtime: Optional[str] = RuntimeOpt, timeout: float = TimeoutOpt,
+        trust: Optional[list[Path]] = Trust) -> None:
     """Run a bundle on a device: token ids in, logits out."""
     import numpy as np
 
-    from edgebit.bundle import Bundle
     from edgebit.validate.session import DeviceSession
     from edgebit.devices import open_device
 
@@ -247,7 +279,7 @@ def run(bundle: Path = typer.Argument(..., help="bundle directory (edgebit expor
         raise EdgebitError(f"{input}: cannot read token ids ({exc}); save an int64 [B, T] array with numpy.save")
     if ids.dtype.kind not in "iu" or ids.ndim != 2:
         raise EdgebitError(f"{input}: expected an integer array [B, T], got {ids.dtype} {list(ids.shape)}")
-    opened = Bundle.open(bundle)
+    opened = _open_bundle(bundle, trust)
     runtime = opened.check_runtime(runtime)
     vocab = opened.manifest.model.vocab_size
     if ids.size and (ids.min() < 0 or ids.max() >= vocab):
@@ -264,13 +296,12 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
              as_json: bool = typer.Option(False, "--json", help="print JSON"), threads: int = ThreadsOpt,
              runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="validate only these of the "
                                                           "bundle's runtimes (default: all of them)"),
-             timeout: float = TimeoutOpt) -> None:
+             timeout: float = TimeoutOpt, trust: Optional[list[Path]] = Trust) -> None:
     """Run the bundle's reference vectors on a device through each of its runtimes and compare with the host."""
-    from edgebit.bundle import Bundle
     from edgebit.validate.fleet import on_devices
     from edgebit.validate.session import validate as run_validation
 
-    opened = Bundle.open(bundle)
+    opened = _open_bundle(bundle, trust)
     chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
     outcomes = on_devices(opened, device, lambda s: [run_validation(s, r) for r in chosen], threads, timeout)
     done = [o for o in outcomes if o.error is None]
@@ -329,13 +360,13 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
           new_tokens: int = typer.Option(32, "--new-tokens", min=2),
           repeats: int = typer.Option(3, "--repeats", min=1, help="runs per runtime; the median is shown"),
           runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="only these runtimes"),
-          as_json: bool = typer.Option(False, "--json", help="print JSON"), timeout: float = TimeoutOpt) -> None:
+          as_json: bool = typer.Option(False, "--json", help="print JSON"), timeout: float = TimeoutOpt,
+          trust: Optional[list[Path]] = Trust) -> None:
     """Prefill and decode tokens/s of each of the bundle's runtimes on a device, side by side (medians)."""
-    from edgebit.bundle import Bundle
     from edgebit.validate.fleet import on_devices
     from edgebit.validate.session import measure_speed
 
-    opened = Bundle.open(bundle)
+    opened = _open_bundle(bundle, trust)
     chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
     max_seq_len = opened.manifest.model.max_seq_len
     if prompt_tokens + new_tokens > max_seq_len:

@@ -28,7 +28,8 @@ DEFAULT_MAX_SEQ_LEN = 256
 @dataclass(frozen=True)
 class ExportConfig:
     """What ``edgebit export`` does: which checkpoint, for which target, into which bundle, with which runtimes
-    (names or groups such as ``all``), the device's KV cache length, and how to open the checkpoint."""
+    (names or groups such as ``all``), the device's KV cache length, how to open the checkpoint, and the Ed25519
+    key that signs the manifest (edgebit.bundle.signing; None: unsigned)."""
 
     model_dir: Path
     target: Target
@@ -36,6 +37,7 @@ class ExportConfig:
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     runtimes: tuple[str, ...] = ("tvm",)
     load: LoadOptions = field(default_factory=LoadOptions)
+    signing_key: Path | None = None
 
 
 class StageTimer:
@@ -61,10 +63,13 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
     (``all``, ``onnx``) it is skipped and reported to ``skipped(runtime, reason)``.
     """
     from edgebit import runtimes
+    from edgebit.bundle.signing import load_private_key
     from edgebit.generate import TOKENIZER_FILE, load_tokenizer
     from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, elf_files, loader_name
     from edgebit.validate.reference import host_logits, reference_inputs
 
+    # A bad key is found before minutes of compiling, not after.
+    signer = load_private_key(config.signing_key).sign if config.signing_key is not None else None
     timer = timer or StageTimer()
     target, max_seq_len = config.target, config.max_seq_len
     requested = list(config.runtimes) or ["tvm"]
@@ -119,4 +124,4 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
                            "features": list(target.features), "tvm": target.tvm_target_json()},
                 "runtimes": runtime_info,
                 "built_on": platform.machine(),
-            })
+            }, signer=signer)

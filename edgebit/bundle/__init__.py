@@ -17,12 +17,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from edgebit import __version__
 from edgebit.checkpoints.files import sha256_of
 
-from edgebit.bundle.layout import (LIB_DIR, LOADER_DIR, MANIFEST, MODEL_CONF, REFERENCE_INPUTS, REFERENCE_LOGITS, RUNNER,
-                                   RUNTIMES_DIR, TOKENIZER, runtime_dir)
+from edgebit.bundle.layout import (LIB_DIR, LOADER_DIR, MANIFEST, MANIFEST_SIG, MODEL_CONF, REFERENCE_INPUTS,
+                                   REFERENCE_LOGITS, RUNNER, RUNTIMES_DIR, TOKENIZER, runtime_dir)
 from edgebit.bundle.manifest import FORMAT_VERSION, Manifest, ManifestError
 
 
@@ -52,13 +53,16 @@ class BundleWriter:
     def add_file(self, source: Path, relative: str) -> None:
         shutil.copy2(source, self.path(relative))
 
-    def commit(self, manifest: dict) -> "Bundle":
-        """``manifest``: the model, target, runtimes and built_on records; files and versions are added here."""
+    def commit(self, manifest: dict, signer: Callable[[bytes], bytes] | None = None) -> "Bundle":
+        """``manifest``: the model, target, runtimes and built_on records; files and versions are added here.
+        ``signer`` (manifest bytes -> signature, edgebit.bundle.signing) writes MANIFEST_SIG before the rename."""
         files = {str(p.relative_to(self.staging)): sha256_of(p)
                  for p in sorted(self.staging.rglob("*")) if p.is_file()}
         full = Manifest.from_dict({"format_version": FORMAT_VERSION, "edgebit_version": __version__, **manifest,
                                    "files": files}).to_dict()
         (self.staging / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        if signer is not None:
+            (self.staging / MANIFEST_SIG).write_bytes(signer((self.staging / MANIFEST).read_bytes()))
         self.staging.chmod(0o755)  # mkdtemp makes it private
         if self.destination.exists():
             shutil.rmtree(self.destination)
@@ -133,7 +137,8 @@ class Bundle:
             if sha256_of(path) != expected:
                 raise BundleError(f"{self.root}: {relative} does not match its sha256 in {MANIFEST} "
                                   "(the file was altered or the manifest edited); export the bundle again")
-        present = {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()} - {MANIFEST}
+        present = {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()}
+        present -= {MANIFEST, MANIFEST_SIG}  # the signature signs the manifest, so neither lists itself
         extra = sorted(present - set(listed))
         if extra:
             raise BundleError(f"{self.root}: {extra[0]} is not listed in {MANIFEST}; remove it or export again")

@@ -2,6 +2,7 @@
 
 ```
 manifest.json                      what the bundle holds (edgebit.bundle.manifest)
+manifest.sig                       with export --sign: Ed25519 signature of manifest.json (edgebit.bundle.signing)
 tokenizer.json                     when the model has one
 reference/input_ids.npy, logits.npy   host PyTorch's reference vectors
 loader/                            the target's dynamic loader and C/C++ runtime (glibc, libstdc++, libgcc_s):
@@ -15,6 +16,7 @@ runtimes/<runtime>/                one directory per runtime:
 """
 
 MANIFEST = "manifest.json"
+MANIFEST_SIG = "manifest.sig"  # not listed in the manifest: it signs the manifest
 TOKENIZER = "tokenizer.json"
 REFERENCE_INPUTS = "reference/input_ids.npy"
 REFERENCE_LOGITS = "reference/logits.npy"
