@@ -22,6 +22,7 @@ class StepGraph:
     state_shapes: list[tuple[int, ...]]
     takes_position: bool  # whether the step takes the absolute position of its first token
     max_seq_len: int
+    vocab_size: int  # the runners check token ids against it before anything runs
 
     @property
     def input_names(self) -> list[str]:
@@ -32,8 +33,10 @@ class StepGraph:
         return ["logits", *(f"{name}.out" for name in self.state_names)]
 
     def runner_conf(self) -> str:
-        """model.conf for the device runners: input kinds, the longest sequence, one line per state shape."""
-        lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}"]
+        """model.conf for the device runners: input kinds, the longest sequence, the vocabulary, one line per
+        state shape (read strictly by runtimes/runner_driver.h)."""
+        lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}",
+                 f"vocab_size {self.vocab_size}"]
         lines += [f"state {' '.join(map(str, shape))}" for shape in self.state_shapes]
         return "\n".join(lines) + "\n"
 

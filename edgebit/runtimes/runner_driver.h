@@ -1,29 +1,37 @@
 // The device-runner driver shared by every runtime (TVM, ONNX Runtime, ExecuTorch): .npy files, model.conf,
-// and the two commands. A runtime supplies a Model class:
+// argument checks and the two commands. A runtime supplies a Model class:
 //
-//   explicit Model(const std::string& runtime_dir);   // loads the model file and model.conf from the directory
+//   Model(const std::string& runtime_dir, const RunnerConf& conf);  // loads the model file from the directory
 //   void ResetState();                                 // zero the recurrent state (KV caches / conv + SSM states)
 //   const float* Step(const int64_t* tokens, int64_t count, int64_t position, int64_t* vocab);
 //       // runs `count` tokens from `position`, carries the state, returns logits [count, vocab] (valid until the
 //       // next Step)
-//   int64_t max_seq_len() const;
 //
 // and its main() returns edgebit::RunnerMain<Model>(argc, argv, "edgebit-runner (RUNTIME)").
 //
 //   edgebit-runner DIR logits IDS.npy OUT.npy       int64 [B, T] -> float32 [B, T, V] (one prefill per row)
-//   edgebit-runner DIR generate IDS.npy N OUT.npy   greedy: prefill row 0, then N-1 decode steps -> int64 [1, N]
+//   edgebit-runner DIR generate IDS.npy N OUT.npy   greedy: prefill the prompt [1, T], then N-1 decode steps
+//                                                   -> int64 [1, N]
 //
-// model.conf: "inputs tokens [position]", "max_seq_len N" and one "state D0 D1 ..." line per recurrent state.
-// Timings go to stdout as one JSON line.
+// model.conf: "inputs tokens [position]", "max_seq_len N", "vocab_size V" and one "state D0 D1 ..." line per
+// recurrent state. Timings go to stdout as one JSON line.
+//
+// Everything the runner is given is checked before the model is loaded: the .npy header against the file's size,
+// its dtype and rank, token ids against the vocabulary, lengths against max_seq_len, N >= 1, each model.conf line.
+// A bad input is one line on stderr and exit status 2 (InputError); a failure of the runtime itself is one line and
+// exit status 1. Nothing may end in a signal: an app embeds this program.
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -31,44 +39,183 @@
 
 namespace edgebit {
 
-// ---- .npy files (format version 1.0, little endian, C order) ----
+// What the runner was given is wrong (arguments, an input file, model.conf): exit status 2.
+struct InputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+constexpr int kInputErrorExit = 2;
+constexpr int kRuntimeErrorExit = 1;
+// Bounds that keep every size computation far from overflow; no model of this project comes near them.
+constexpr int64_t kMaxDimension = int64_t{1} << 32;
+constexpr int64_t kMaxElements = int64_t{1} << 40;
+constexpr uint32_t kMaxNpyHeader = 1 << 16;
+
+// `text` for an error message: at most 40 characters, anything unprintable as '?', so the message stays one line.
+inline std::string Printable(const std::string& text) {
+  std::string shown = text.substr(0, 40);
+  for (char& c : shown)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  return shown;
+}
+
+// A decimal integer in [low, high], the whole string and nothing else (no sign, spaces or suffix).
+inline int64_t ParseInteger(const std::string& text, int64_t low, int64_t high, const std::string& what) {
+  const std::string range = "[" + std::to_string(low) + ", " + std::to_string(high) + "]";
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+    throw InputError(what + " must be an integer in " + range + ", got '" + Printable(text) + "'");
+  int64_t value = 0;
+  for (char digit : text) {
+    value = value * 10 + (digit - '0');
+    if (value > high) throw InputError(what + " must be in " + range + ", got " + Printable(text));
+  }
+  if (value < low) throw InputError(what + " must be in " + range + ", got " + Printable(text));
+  return value;
+}
+
+// The product of `shape`, refusing negative dimensions and totals past kMaxElements.
+inline int64_t NumElements(const std::vector<int64_t>& shape, const std::string& what = "shape") {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || d > kMaxDimension) throw InputError(what + ": dimension " + std::to_string(d) + " out of range");
+    if (d != 0 && n > kMaxElements / d) throw InputError(what + ": more than 2^40 elements");
+    n *= d;
+  }
+  return n;
+}
+
+// ---- .npy files (format versions 1-3, little endian, C order) ----
 struct Array {
   std::string descr;  // "<i8" or "<f4"
   std::vector<int64_t> shape;
   std::vector<char> data;
 };
 
-inline Array ReadNpy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path);
-  char magic[8];
-  in.read(magic, 8);
-  if (!in || std::memcmp(magic, "\x93NUMPY", 6) != 0) throw std::runtime_error(path + ": not a .npy file");
-  uint32_t header_len = 0;
-  if (magic[6] == 1) {
-    uint16_t len16;
-    in.read(reinterpret_cast<char*>(&len16), 2);
-    header_len = len16;
-  } else {
-    in.read(reinterpret_cast<char*>(&header_len), 4);
+// The header dictionary: {'descr': '<i8', 'fortran_order': False, 'shape': (2, 3), } with nothing else in it.
+class NpyHeader {
+ public:
+  NpyHeader(const std::string& text, const std::string& path) : text_(text), path_(path) {}
+
+  void Parse(Array* array) {
+    bool have_descr = false, have_order = false, have_shape = false;
+    Expect('{');
+    while (Peek() != '}') {
+      const std::string key = QuotedString();
+      Expect(':');
+      if (key == "descr" && !have_descr) {
+        array->descr = QuotedString();
+        have_descr = true;
+      } else if (key == "fortran_order" && !have_order) {
+        if (Word() != "False") Fail("only C-order arrays are supported (save with numpy.save, not Fortran order)");
+        have_order = true;
+      } else if (key == "shape" && !have_shape) {
+        array->shape = Shape();
+        have_shape = true;
+      } else {
+        Fail("unexpected or repeated key '" + Printable(key) + "' in the header");
+      }
+      if (Peek() == ',') ++at_;
+    }
+    ++at_;
+    if (text_.find_first_not_of(" \n", at_) != std::string::npos) Fail("text after the header dictionary");
+    if (!have_descr || !have_order || !have_shape) Fail("the header lacks descr, fortran_order or shape");
   }
+
+ private:
+  [[noreturn]] void Fail(const std::string& why) const { throw InputError(path_ + ": not a valid .npy file (" + why + ")"); }
+
+  char Peek() {
+    while (at_ < text_.size() && text_[at_] == ' ') ++at_;
+    if (at_ >= text_.size()) Fail("the header ends early");
+    return text_[at_];
+  }
+
+  void Expect(char c) {
+    if (Peek() != c) Fail(std::string("expected '") + c + "' in the header");
+    ++at_;
+  }
+
+  std::string QuotedString() {
+    const char quote = Peek();
+    if (quote != '\'' && quote != '"') Fail("expected a quoted string in the header");
+    const size_t end = text_.find(quote, at_ + 1);
+    if (end == std::string::npos) Fail("unterminated string in the header");
+    std::string value = text_.substr(at_ + 1, end - at_ - 1);
+    at_ = end + 1;
+    return value;
+  }
+
+  std::string Word() {
+    Peek();
+    const size_t end = text_.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", at_);
+    std::string word = text_.substr(at_, end == std::string::npos ? std::string::npos : end - at_);
+    at_ = end == std::string::npos ? text_.size() : end;
+    return word;
+  }
+
+  std::vector<int64_t> Shape() {
+    std::vector<int64_t> shape;
+    Expect('(');
+    while (Peek() != ')') {
+      const std::string digits = Word();
+      if (digits.empty() || shape.size() >= 8) Fail("the shape must be a tuple of at most 8 integers");
+      shape.push_back(ParseInteger(digits, 0, kMaxDimension, path_ + ": a dimension of the .npy shape"));
+      if (Peek() == ',') ++at_;
+      else if (Peek() != ')') Fail("expected ',' or ')' in the shape");
+    }
+    ++at_;
+    return shape;
+  }
+
+  const std::string& text_;
+  const std::string& path_;
+  size_t at_ = 0;
+};
+
+inline size_t ItemSize(const std::string& descr) {
+  if (descr == "<i8" || descr == "<f8") return 8;
+  if (descr == "<i4" || descr == "<f4") return 4;
+  return 0;  // a type no runner reads; the caller names what it expected
+}
+
+inline Array ReadNpy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw InputError("cannot open " + path + " (" + std::strerror(errno) + ")");
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  in.seekg(0);
+  char magic[8];
+  if (size < 10 || !in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0)
+    throw InputError(path + ": not a .npy file (save the array with numpy.save)");
+  const int version = static_cast<unsigned char>(magic[6]);
+  if (version < 1 || version > 3 || magic[7] != 0)
+    throw InputError(path + ": unsupported .npy format version " + std::to_string(version));
+  uint32_t header_len = 0;
+  unsigned char length_bytes[4] = {0, 0, 0, 0};
+  const int length_size = version == 1 ? 2 : 4;
+  in.read(reinterpret_cast<char*>(length_bytes), length_size);
+  for (int i = length_size - 1; i >= 0; --i) header_len = header_len << 8 | length_bytes[i];  // little endian
+  const int64_t data_offset = 8 + length_size + int64_t{header_len};
+  if (!in || header_len > kMaxNpyHeader || data_offset > size)
+    throw InputError(path + ": not a valid .npy file (the header is longer than the file)");
   std::string header(header_len, ' ');
   in.read(header.data(), header_len);
-  Array a;
-  size_t d = header.find("'descr':");
-  size_t q1 = header.find('\'', d + 8), q2 = header.find('\'', q1 + 1);
-  a.descr = header.substr(q1 + 1, q2 - q1 - 1);
-  if (header.find("'fortran_order': True") != std::string::npos) throw std::runtime_error(path + ": Fortran order");
-  size_t s = header.find('(', header.find("'shape':")), e = header.find(')', s);
-  std::stringstream dims(header.substr(s + 1, e - s - 1));
-  for (std::string item; std::getline(dims, item, ',');)
-    if (item.find_first_not_of(' ') != std::string::npos) a.shape.push_back(std::stoll(item));
-  a.data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  return a;
+  Array array;
+  NpyHeader(header, path).Parse(&array);
+  const size_t item = ItemSize(array.descr);
+  if (item == 0) throw InputError(path + ": unsupported dtype '" + Printable(array.descr) + "'");
+  const int64_t elements = NumElements(array.shape, path);
+  const int64_t expected = size - data_offset;
+  if (elements > expected / static_cast<int64_t>(item) || elements * static_cast<int64_t>(item) != expected)
+    throw InputError(path + ": the header describes " + std::to_string(elements) + " elements of " +
+                     std::to_string(item) + " bytes but the file holds " + std::to_string(expected) +
+                     " bytes of data (truncated or altered file)");
+  array.data.resize(static_cast<size_t>(expected));
+  if (!in.read(array.data.data(), expected)) throw InputError(path + ": cannot read the data");
+  return array;
 }
 
 inline void WriteNpy(const std::string& path, const std::string& descr, const std::vector<int64_t>& shape,
-              const void* data, size_t bytes) {
+                     const void* data, size_t bytes) {
   std::string dims;
   for (int64_t v : shape) dims += std::to_string(v) + ", ";
   if (shape.size() > 1) dims.resize(dims.size() - 1);  // "(3, 4)" but "(3,)"
@@ -77,70 +224,116 @@ inline void WriteNpy(const std::string& path, const std::string& descr, const st
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
   std::ofstream out(path, std::ios::binary);
+  if (!out) throw InputError("cannot write " + path + " (" + std::strerror(errno) + ")");
   uint16_t len = static_cast<uint16_t>(header.size());
   out.write("\x93NUMPY\x01\x00", 8);
   out.write(reinterpret_cast<const char*>(&len), 2);
   out << header;
   out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-  if (!out) throw std::runtime_error("cannot write " + path);
+  out.close();
+  if (!out) throw InputError("cannot write " + path + " (disk full?)");
 }
 
 // ---- model.conf ----
 struct RunnerConf {
   bool takes_position = false;
   int64_t max_seq_len = 0;
+  int64_t vocab_size = 0;
   std::vector<std::vector<int64_t>> state_shapes;
 };
 
 inline RunnerConf ReadConf(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open " + path);
+  std::ifstream in(path, std::ios::ate);
+  if (!in) throw InputError("cannot open " + path + "; the bundle is incomplete, export it again");
+  if (in.tellg() > (1 << 20)) throw InputError(path + ": larger than 1 MB, not a model.conf");
+  in.seekg(0);
   RunnerConf conf;
+  bool have_inputs = false;
+  int number = 0;
   for (std::string line; std::getline(in, line);) {
+    const std::string where = path + " line " + std::to_string(++number);
+    if (number > 4096) throw InputError(path + ": more than 4096 lines");
     std::istringstream fields(line);
     std::string key;
-    fields >> key;
-    if (key == "inputs") {
-      for (std::string name; fields >> name;) conf.takes_position |= name == "position";
-    } else if (key == "max_seq_len") {
-      fields >> conf.max_seq_len;
+    if (!(fields >> key) || key[0] == '#') continue;
+    std::vector<std::string> values;
+    for (std::string value; fields >> value;) values.push_back(value);
+    if (key == "inputs" && !have_inputs) {
+      if (values.empty() || values[0] != "tokens" || values.size() > 2 || (values.size() == 2 && values[1] != "position"))
+        throw InputError(where + ": expected 'inputs tokens' or 'inputs tokens position'");
+      conf.takes_position = values.size() == 2;
+      have_inputs = true;
+    } else if ((key == "max_seq_len" && conf.max_seq_len == 0) || (key == "vocab_size" && conf.vocab_size == 0)) {
+      if (values.size() != 1) throw InputError(where + ": expected '" + key + " N'");
+      (key == "max_seq_len" ? conf.max_seq_len : conf.vocab_size) = ParseInteger(values[0], 1, 1 << 24, where + ": " + key);
     } else if (key == "state") {
+      if (values.empty() || values.size() > 8 || conf.state_shapes.size() >= 1024)
+        throw InputError(where + ": expected 'state D0 D1 ...' with 1 to 8 dimensions");
       std::vector<int64_t> shape;
-      for (int64_t d; fields >> d;) shape.push_back(d);
+      for (const auto& value : values) shape.push_back(ParseInteger(value, 1, 1 << 24, where + ": a state dimension"));
+      if (NumElements(shape, where) > (int64_t{1} << 31)) throw InputError(where + ": state larger than 2^31 elements");
       conf.state_shapes.push_back(shape);
+    } else {
+      throw InputError(where + ": unknown or repeated key '" + Printable(key) + "'");
     }
   }
-  if (conf.max_seq_len <= 0) throw std::runtime_error(path + ": no max_seq_len");
+  if (!have_inputs || conf.max_seq_len == 0 || conf.vocab_size == 0)
+    throw InputError(path + ": needs 'inputs', 'max_seq_len' and 'vocab_size' lines; export the bundle again");
   return conf;
-}
-
-inline int64_t NumElements(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
 }
 
 inline double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
-inline Array ReadIds(const std::string& path) {
+// Token ids int64 [B, T] with B, T >= 1, T <= max_seq_len and every id in [0, vocab_size).
+inline Array ReadIds(const std::string& path, const RunnerConf& conf) {
   Array ids = ReadNpy(path);
-  if (ids.descr != "<i8" || ids.shape.size() != 2) throw std::runtime_error(path + ": expected int64 [B, T]");
+  if (ids.descr != "<i8" || ids.shape.size() != 2)
+    throw InputError(path + ": expected int64 token ids [B, T], got " + Printable(ids.descr) + " with " +
+                     std::to_string(ids.shape.size()) + " dimensions");
+  if (ids.shape[0] < 1 || ids.shape[1] < 1) throw InputError(path + ": no tokens (an empty prompt or batch)");
+  if (ids.shape[1] > conf.max_seq_len)
+    throw InputError(path + ": " + std::to_string(ids.shape[1]) + " tokens exceed the bundle's max_seq_len " +
+                     std::to_string(conf.max_seq_len) + "; export with a larger --max-seq-len");
+  const int64_t* values = reinterpret_cast<const int64_t*>(ids.data.data());
+  for (int64_t i = 0, n = ids.shape[0] * ids.shape[1]; i < n; ++i) {
+    int64_t id;
+    std::memcpy(&id, values + i, sizeof id);  // the buffer of a std::vector<char> need not be 8-byte aligned
+    if (id < 0 || id >= conf.vocab_size)
+      throw InputError(path + ": token id " + std::to_string(id) + " at position " + std::to_string(i) +
+                       " is outside the vocabulary [0, " + std::to_string(conf.vocab_size) + ")");
+  }
   return ids;
 }
 
+inline std::vector<int64_t> Tokens(const Array& ids, int64_t row) {
+  const int64_t length = ids.shape[1];
+  std::vector<int64_t> tokens(static_cast<size_t>(length));
+  std::memcpy(tokens.data(), ids.data.data() + row * length * sizeof(int64_t), length * sizeof(int64_t));
+  return tokens;
+}
+
+// The model's logits width must be what model.conf promised (the ids were checked against it).
+inline void CheckVocab(int64_t vocab, const RunnerConf& conf) {
+  if (vocab != conf.vocab_size)
+    throw InputError("the model produces " + std::to_string(vocab) + " logits per token but model.conf says "
+                     "vocab_size " + std::to_string(conf.vocab_size) + "; export the bundle again");
+}
+
 template <class Model>
-int Logits(Model& model, const std::string& in_path, const std::string& out_path) {
-  Array ids = ReadIds(in_path);
-  int64_t batch = ids.shape[0], length = ids.shape[1];
-  if (length > model.max_seq_len()) throw std::runtime_error("sequence longer than the bundle's max_seq_len");
+int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& out_path) {
+  Array ids = ReadIds(in_path, conf);
+  Model model(dir, conf);
+  const int64_t batch = ids.shape[0], length = ids.shape[1];
   std::vector<float> logits;
   int64_t vocab = 0;
   auto start = std::chrono::steady_clock::now();
   for (int64_t b = 0; b < batch; ++b) {
     model.ResetState();
-    const float* p = model.Step(reinterpret_cast<const int64_t*>(ids.data.data()) + b * length, length, 0, &vocab);
+    const std::vector<int64_t> tokens = Tokens(ids, b);
+    const float* p = model.Step(tokens.data(), length, 0, &vocab);
+    CheckVocab(vocab, conf);
     logits.insert(logits.end(), p, p + length * vocab);
   }
   double seconds = Seconds(start);
@@ -156,15 +349,23 @@ inline int64_t LastArgmax(const float* logits, int64_t count, int64_t vocab) {
 }
 
 template <class Model>
-int Generate(Model& model, const std::string& in_path, int64_t count, const std::string& out_path) {
-  Array ids = ReadIds(in_path);
-  int64_t length = ids.shape[1];
-  if (length + count > model.max_seq_len()) throw std::runtime_error("prompt + new tokens exceed max_seq_len");
+int Generate(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& count_text,
+             const std::string& out_path) {
+  const int64_t count = ParseInteger(count_text, 1, conf.max_seq_len, "N (the number of tokens to generate)");
+  Array ids = ReadIds(in_path, conf);
+  if (ids.shape[0] != 1) throw InputError(in_path + ": generate takes one prompt [1, T]");
+  const int64_t length = ids.shape[1];
+  if (length + count > conf.max_seq_len)
+    throw InputError("prompt (" + std::to_string(length) + ") + new tokens (" + std::to_string(count) +
+                     ") exceed the bundle's max_seq_len " + std::to_string(conf.max_seq_len));
+  Model model(dir, conf);
   model.ResetState();
   auto start = std::chrono::steady_clock::now();
   int64_t vocab = 0;
-  const float* logits = model.Step(reinterpret_cast<const int64_t*>(ids.data.data()), length, 0, &vocab);
-  int64_t token = LastArgmax(logits, length, vocab);  // (separate statements: Step sets vocab)
+  const std::vector<int64_t> prompt = Tokens(ids, 0);
+  const float* logits = model.Step(prompt.data(), length, 0, &vocab);
+  CheckVocab(vocab, conf);
+  int64_t token = LastArgmax(logits, length, vocab);
   double prefill = Seconds(start);
   std::vector<int64_t> generated{token};
   start = std::chrono::steady_clock::now();
@@ -180,23 +381,41 @@ int Generate(Model& model, const std::string& in_path, int64_t count, const std:
   return 0;
 }
 
+// EDGEBIT_NUM_THREADS (default 1): the worker threads a runtime may use.
+inline int ThreadCount() {
+  const char* value = std::getenv("EDGEBIT_NUM_THREADS");
+  if (value == nullptr || *value == '\0') return 1;
+  return static_cast<int>(ParseInteger(value, 1, 1024, "EDGEBIT_NUM_THREADS"));
+}
+
 template <class Model>
 int RunnerMain(int argc, char** argv, const std::string& name) {
   const std::string usage = "usage: " + name + " DIR logits IDS.npy OUT.npy | DIR generate IDS.npy N OUT.npy";
-  if (argc < 5) {
+  const std::string command = argc > 2 ? argv[2] : "";
+  if (!((command == "logits" && argc == 5) || (command == "generate" && argc == 6))) {
     std::cerr << usage << "\n";
-    return 2;
+    return kInputErrorExit;
   }
   try {
-    std::string dir = argv[1], command = argv[2];
-    Model model(dir);
-    if (command == "logits" && argc == 5) return Logits(model, argv[3], argv[4]);
-    if (command == "generate" && argc == 6) return Generate(model, argv[3], std::atoll(argv[4]), argv[5]);
-    std::cerr << usage << "\n";
-    return 2;
-  } catch (const std::exception& e) {
+    const std::string dir = argv[1];
+    const RunnerConf conf = ReadConf(dir + "/model.conf");
+    ThreadCount();  // a bad value is an input error before anything loads
+    if (command == "logits") return Logits<Model>(dir, conf, argv[3], argv[4]);
+    return Generate<Model>(dir, conf, argv[3], argv[4], argv[5]);
+  } catch (const InputError& e) {
     std::cerr << name << ": " << e.what() << "\n";
-    return 1;
+    return kInputErrorExit;
+  } catch (const std::bad_alloc&) {
+    std::cerr << name << ": out of memory\n";
+    return kRuntimeErrorExit;
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    std::replace(message.begin(), message.end(), '\n', ' ');  // one line, whatever the runtime's error says
+    std::cerr << name << ": " << message << "\n";
+    return kRuntimeErrorExit;
+  } catch (...) {
+    std::cerr << name << ": unknown error\n";
+    return kRuntimeErrorExit;
   }
 }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from edgebit.errors import EdgebitError
 from edgebit.targets import Target
 from edgebit.toolchain import provision
+from edgebit.toolchain.sanitize import sanitizer_runtime_files
 
 BASE_LIBRARIES = ("libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libpthread.so.0", "libdl.so.2",
                   "librt.so.1")
@@ -61,7 +62,7 @@ def c_runtime_files(target: Target, binaries: list[Path]) -> dict[str, Path]:
             continue  # provided by the bundle's runtime libraries, or not a system library
         chosen.add(name)
         pending.extend(needed_libraries((lib / name).resolve()))
-    return {name: (lib / name).resolve() for name in sorted(chosen)}
+    return {**{name: (lib / name).resolve() for name in sorted(chosen)}, **sanitizer_runtime_files(target)}
 
 
 def is_elf(path: Path) -> bool:

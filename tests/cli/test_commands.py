@@ -167,3 +167,27 @@ def test_group_skips_what_the_target_lacks(work):
     skipped = [line.split("skipped", 1)[1] for line in result.stdout.splitlines() if "skipped" in line]
     assert sorted(line.split(":")[0].strip() for line in skipped) == ["executorch", "onnx-custom", "onnx-portable"]
     assert list(json.loads((out / "manifest.json").read_text())["runtimes"]) == ["tvm"]
+
+
+def test_release_runners_refuse_bad_inputs(bundle, tmp_path):
+    """The runners a user ships (not sanitized) turn the inputs that used to crash them into one line and exit 2:
+    an id past the vocabulary, a negative id, a truncated .npy, an empty prompt, N = -5."""
+    from edgebit.bundle import LOADER_DIR, Bundle, runtime_dir
+    from edgebit.toolchain.c_runtime import runner_argv
+
+    opened = Bundle.open(bundle)
+    vocab = opened.manifest.model.vocab_size
+    np.save(tmp_path / "ok.npy", np.array([[1, 2, 3]]))
+    (tmp_path / "truncated.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:-5])
+    for name, array in (("past", [[1, vocab]]), ("negative", [[-3, 1]]), ("empty", np.zeros((1, 0), np.int64))):
+        np.save(tmp_path / f"{name}.npy", np.array(array, dtype=np.int64))
+    cases = [("logits", "past.npy"), ("logits", "negative.npy"), ("logits", "truncated.npy"),
+             ("generate", "empty.npy", "4"), ("generate", "ok.npy", "-5")]
+    for runtime in ALL_RUNTIMES:
+        root = bundle / runtime_dir(runtime)
+        argv = [*runner_argv(str(bundle / LOADER_DIR), opened.manifest.target.loader, str(root)), str(root)]
+        for command, ids, *count in cases:
+            result = subprocess.run([*argv, command, str(tmp_path / ids), *count, str(tmp_path / "out.npy")],
+                                    capture_output=True, text=True, timeout=120)
+            lines = [line for line in result.stderr.splitlines() if line.startswith("edgebit-runner")]
+            assert result.returncode == 2 and len(lines) == 1, (runtime, command, ids, result.stderr)

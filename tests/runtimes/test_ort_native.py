@@ -176,7 +176,7 @@ def step_runtime(tmp_path_factory):
     work = tmp_path_factory.mktemp("ort_step")
     data, weights = step_model(np.random.default_rng(11))
     (work / "model.onnx").write_bytes(data)
-    (work / "model.conf").write_text(f"inputs tokens\nmax_seq_len 32\nstate 1 {H} {P} {N}\n")
+    (work / "model.conf").write_text(f"inputs tokens\nmax_seq_len 32\nvocab_size {V}\nstate 1 {H} {P} {N}\n")
     return work, weights
 
 

@@ -61,4 +61,4 @@ def bimamba_step_graph(model: BiMambaForCausalLM, max_seq_len: int) -> StepGraph
     states = step.empty_state()
     return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), *states),
                      ({1: token_dim(max_seq_len)}, tuple(None for _ in states)), step.state_names,
-                     [tuple(s.shape) for s in states], False, max_seq_len)
+                     [tuple(s.shape) for s in states], False, max_seq_len, model.config.vocab_size)

@@ -82,4 +82,4 @@ def bitnet_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:
     caches = step.empty_cache()
     return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.long), *caches),
                      ({1: token_dim(max_seq_len)}, None, tuple(None for _ in caches)), step.state_names,
-                     [tuple(c.shape) for c in caches], True, max_seq_len)
+                     [tuple(c.shape) for c in caches], True, max_seq_len, model.config.vocab_size)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgebit.toolchain import provision
 from edgebit.toolchain.doctor import missing_tool_message
+from edgebit.toolchain.sanitize import sanitizer_flags
 from edgebit.bundle.layout import RUNNER_NAME
 from edgebit.errors import EdgebitError
 from edgebit.runtimes.base import DRIVER_HEADER
@@ -116,11 +117,13 @@ def build(target: Target) -> Path:
     sources = kernel_sources()
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in [*sources, *edgebit_ops.kernel_headers(), RUNNER_SOURCE,
                                                               DRIVER_HEADER])
-                            + target.cxx.encode() + " ".join(target.cflags).encode() + executorch_version().encode()
+                            + target.cxx.encode() + " ".join([*target.cflags, *sanitizer_flags(target)]).encode()
+                            + executorch_version().encode()
                             + subprocess.run([target.cxx, "--version"], capture_output=True).stdout
                             + b"".join(p.read_bytes()[:4096] for p in libraries)).hexdigest()[:16]
     lib_dirs = sorted({f"-L{p.parent}" for p in libraries})
-    common = [target.cxx, "-std=c++17", "-O3", *(f"-I{d}" for d in include_dirs()), *(f"-D{d}" for d in DEFINITIONS)]
+    common = [target.cxx, "-std=c++17", "-O3", *sanitizer_flags(target), *(f"-I{d}" for d in include_dirs()),
+              *(f"-D{d}" for d in DEFINITIONS)]
 
     def run_build(staging: Path) -> None:
         (staging / "bin").mkdir()

@@ -42,9 +42,7 @@ std::vector<SizesType> Sizes(const std::vector<int64_t>& shape) {
 }
 
 void SetThreads() {
-  const char* value = std::getenv("EDGEBIT_NUM_THREADS");
-  const long threads = value && *value ? std::atol(value) : 1;
-  if (threads < 1) throw std::runtime_error("EDGEBIT_NUM_THREADS must be a positive integer");
+  const int threads = edgebit::ThreadCount();
   auto* pool = executorch::extension::threadpool::get_threadpool();
   if (pool != nullptr && pool->get_thread_count() != static_cast<size_t>(threads))
     pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
@@ -52,8 +50,8 @@ void SetThreads() {
 
 class Model {
  public:
-  explicit Model(const std::string& dir)
-      : conf_(edgebit::ReadConf(dir + "/model.conf")), module_(dir + "/model.pte", Module::LoadMode::Mmap) {
+  Model(const std::string& dir, const edgebit::RunnerConf& conf)
+      : conf_(conf), module_(dir + "/model.pte", Module::LoadMode::Mmap) {
     SetThreads();  // before the method loads: XNNPACK takes the pool when its delegate initializes
     const Error error = module_.load_method(kMethod);
     if (error != Error::Ok)
@@ -81,6 +79,7 @@ class Model {
                                std::to_string(static_cast<int>(result.error())) + ")");
     const auto& outputs = *result;
     if (outputs.size() != 1 + states_.size()) throw std::runtime_error("model.pte returns an unexpected output count");
+    if (!outputs[0].isTensor() || outputs[0].toTensor().dim() != 3) throw std::runtime_error("model.pte: logits are not [1, T, V]");
     const auto& logits = outputs[0].toTensor();
     *vocab = logits.size(logits.dim() - 1);
     logits_.assign(logits.const_data_ptr<float>(), logits.const_data_ptr<float>() + logits.numel());
@@ -92,8 +91,6 @@ class Model {
     }
     return logits_.data();
   }
-
-  int64_t max_seq_len() const { return conf_.max_seq_len; }
 
  private:
   edgebit::RunnerConf conf_;

@@ -21,6 +21,7 @@ from pathlib import Path
 import edgebit_ops
 from edgebit.toolchain import provision
 from edgebit.toolchain.doctor import missing_tool_message
+from edgebit.toolchain.sanitize import sanitizer_flags
 from edgebit.bundle.layout import RUNNER_NAME
 from edgebit.errors import EdgebitError
 from edgebit.runtimes.base import DRIVER_HEADER
@@ -99,12 +100,13 @@ def ort_library(target: Target) -> Path:
 
 
 def _digest(target: Target, files, extra: bytes = b"") -> str:
-    data = b"".join(p.read_bytes() for p in files) + target.cxx.encode() + " ".join(target.cflags).encode()
+    data = (b"".join(p.read_bytes() for p in files) + target.cxx.encode() + " ".join(target.cflags).encode()
+            + " ".join(sanitizer_flags(target)).encode())
     return hashlib.sha256(data + extra).hexdigest()[:16]
 
 
 def _compile(target: Target, command: list[str], what: str) -> None:
-    result = subprocess.run([target.cxx, *command], capture_output=True, text=True)
+    result = subprocess.run([target.cxx, *sanitizer_flags(target), *command], capture_output=True, text=True)
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
         raise EdgebitError(f"building {what} for {target.name} failed: {errors[0] if errors else 'no output'}")

@@ -18,18 +18,12 @@ bool FileExists(const std::string& path) {
   return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
 }
 
-int ThreadCount() {
-  const char* value = std::getenv("EDGEBIT_NUM_THREADS");
-  int threads = value ? std::atoi(value) : 1;
-  return threads > 0 ? threads : 1;
-}
-
 class OrtModel {
  public:
-  explicit OrtModel(const std::string& dir)
-      : conf_(edgebit::ReadConf(dir + "/model.conf")), env_(ORT_LOGGING_LEVEL_WARNING, "edgebit") {
+  OrtModel(const std::string& dir, const edgebit::RunnerConf& conf)
+      : conf_(conf), env_(ORT_LOGGING_LEVEL_WARNING, "edgebit") {
     Ort::SessionOptions options;
-    options.SetIntraOpNumThreads(ThreadCount());
+    options.SetIntraOpNumThreads(edgebit::ThreadCount());
     options.SetInterOpNumThreads(1);
     options.SetExecutionMode(ORT_SEQUENTIAL);
     options.AddConfigEntry("optimization.disable_specified_optimizers", "ConstantFolding");
@@ -78,8 +72,6 @@ class OrtModel {
       states_.push_back(std::move(state));
     }
   }
-
-  int64_t max_seq_len() const { return conf_.max_seq_len; }
 
  private:
   edgebit::RunnerConf conf_;

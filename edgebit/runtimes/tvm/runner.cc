@@ -36,8 +36,7 @@ const DLDataType kFloat32{kDLFloat, 32, 1};
 
 class TvmModel {
  public:
-  explicit TvmModel(const std::string& dir)
-      : conf_(edgebit::ReadConf(dir + "/model.conf")), vm_(LoadVm(dir + "/model.so")) {
+  TvmModel(const std::string& dir, const edgebit::RunnerConf& conf) : conf_(conf), vm_(LoadVm(dir + "/model.so")) {
     vm_->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2 /* pooled allocator */);
     step_ = vm_->GetFunction("main").value();
     auto load = ffi::Function::GetGlobal("runtime.LoadParamsFromFile");
@@ -61,8 +60,10 @@ class TvmModel {
     ffi::Any result;
     step_.CallPacked(ffi::PackedArgs(args.data(), static_cast<int>(args.size())), &result);
     auto outputs = result.cast<ffi::Array<ffi::Tensor>>();
+    if (outputs.size() != 1 + states_.size()) throw std::runtime_error("model.so returns an unexpected output count");
     for (size_t i = 0; i < states_.size(); ++i) states_[i] = outputs[i + 1];
     logits_ = outputs[0];
+    if (logits_.ndim() != 3 || logits_.shape()[1] != count) throw std::runtime_error("model.so: logits are not [1, T, V]");
     *vocab = logits_.shape()[2];
     return static_cast<const float*>(logits_.data_ptr());
   }
@@ -75,8 +76,6 @@ class TvmModel {
       states_.push_back(t);
     }
   }
-
-  int64_t max_seq_len() const { return conf_.max_seq_len; }
 
  private:
   static ffi::Module LoadVm(const std::string& library) {

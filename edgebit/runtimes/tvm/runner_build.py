@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgebit.toolchain import provision
 from edgebit.toolchain.doctor import missing_tool_message
+from edgebit.toolchain.sanitize import sanitizer_flags
 from edgebit.bundle.layout import RUNNER_NAME
 from edgebit.errors import EdgebitError
 from edgebit.runtimes.base import DRIVER_HEADER
@@ -34,11 +35,14 @@ def build_runner(target: Target) -> Path:
     if shutil.which(target.cxx) is None:
         raise EdgebitError(missing_tool_message(target.cxx))
     libraries = runtime_libraries(target)
+    sanitize = sanitizer_flags(target)
     digest = hashlib.sha256(RUNNER_SOURCE.read_bytes() + DRIVER_HEADER.read_bytes() + target.cxx.encode()
+                            + " ".join(sanitize).encode()
                             + b"".join(p.read_bytes()[:4096] for p in libraries)).hexdigest()[:16]
 
     def build(staging: Path) -> None:
-        command = [target.cxx, "-std=c++17", "-O2", *(f"-I{d}" for d in _ffi_include_dirs()), f"-I{DRIVER_HEADER.parent}", str(RUNNER_SOURCE),
+        command = [target.cxx, "-std=c++17", "-O2", *sanitize, *(f"-I{d}" for d in _ffi_include_dirs()),
+                   f"-I{DRIVER_HEADER.parent}", str(RUNNER_SOURCE),
                    "-o", str(staging / RUNNER_NAME), *sorted({f"-L{p.parent}" for p in libraries}), "-Wl,--no-as-needed",
                    "-ltvm_runtime", "-ltvm_ffi", "-Wl,--as-needed", "-Wl,-rpath,$ORIGIN/../lib"]
         result = subprocess.run(command, capture_output=True, text=True)
