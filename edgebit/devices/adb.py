@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgebit.devices.base import DeviceError, DeviceKind
+from edgebit.devices.base import DeviceError, DeviceKind, run_process
 from edgebit.devices.remote import CONNECT_TIMEOUT_S, COPY_TIMEOUT_S, RemoteDevice
 from edgebit.errors import EdgebitError
 
@@ -38,8 +38,8 @@ def parse_spec(spec: str) -> str | None:
     return serial
 
 
-def _adb(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(["adb", *args], capture_output=True, timeout=timeout)
+def _adb(args: list[str], timeout: float, on_line=None) -> subprocess.CompletedProcess:
+    return run_process(["adb", *args], timeout, on_line=on_line)
 
 
 def _connected_serials() -> list[str]:
@@ -76,8 +76,8 @@ class AdbDevice(RemoteDevice):
         self.name = f"adb:{serial}"
         super().__init__()
 
-    def _transport(self, args, timeout, stdin=None):
-        return _adb(args, timeout)
+    def _transport(self, args, timeout, stdin=None, on_line=None):
+        return _adb(args, timeout, on_line)
 
     def _shell_args(self, command: str) -> list[str]:
         return ["-s", self.serial, "shell", command]

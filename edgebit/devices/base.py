@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import abc
 import signal
+import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +20,40 @@ from edgebit.errors import EdgebitError
 
 
 RUN_TIMEOUT_S = 1800.0  # how long one command may run on a device unless the user says otherwise (--timeout)
+
+
+LineHandler = Callable[[str], None]  # called with each line the program prints, as it comes (streaming)
+
+
+def run_process(args: list[str], timeout: float, env: dict[str, str] | None = None, cwd=None,
+                stdin: bytes | None = None, on_line: LineHandler | None = None) -> subprocess.CompletedProcess:
+    """``subprocess.run(args, capture_output=True)`` (bytes), except that with ``on_line`` each stdout line is
+    also handed over as soon as it arrives; raises subprocess.TimeoutExpired after killing the process."""
+    if on_line is None:
+        return subprocess.run(args, input=stdin, capture_output=True, timeout=timeout, env=env, cwd=cwd)
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(args, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd) as process:
+        stderr: list[bytes] = []
+        drain = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+        drain.start()
+        if stdin is not None:
+            process.stdin.write(stdin)
+            process.stdin.close()
+        stdout = []
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            for line in iter(process.stdout.readline, b""):
+                stdout.append(line)
+                on_line(line.decode(errors="replace").rstrip("\n"))
+            process.wait(timeout=max(0.0, deadline - time.monotonic()) + 1)
+        finally:
+            timer.cancel()
+        drain.join()
+        if time.monotonic() >= deadline and process.returncode != 0:
+            raise subprocess.TimeoutExpired(args, timeout)
+        return subprocess.CompletedProcess(args, process.returncode, b"".join(stdout), b"".join(stderr))
 
 
 class DeviceError(EdgebitError):
@@ -49,8 +86,9 @@ class Device(abc.ABC):
         """Copy a file or directory to the device; return its device path."""
 
     @abc.abstractmethod
-    def run(self, argv: list[str], timeout: float, env: dict[str, str] | None = None) -> CommandResult:
-        """Run ``argv`` (device paths) on the device."""
+    def run(self, argv: list[str], timeout: float, env: dict[str, str] | None = None,
+            on_line: LineHandler | None = None) -> CommandResult:
+        """Run ``argv`` (device paths) on the device; ``on_line`` gets each stdout line as it is printed."""
 
     @abc.abstractmethod
     def pull(self, remote: str, local: Path) -> None:

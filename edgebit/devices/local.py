@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgebit.devices.base import CommandResult, Device, DeviceError, DeviceKind
+from edgebit.devices.base import CommandResult, Device, DeviceError, DeviceKind, LineHandler, run_process
 from edgebit.targets import host_debian_arch
 
 
@@ -32,17 +32,18 @@ class LocalDevice(Device):
         """What runs before the program: nothing here; qemu-user puts the emulator there."""
         return []
 
-    def run(self, argv: list[str], timeout: float, env: dict[str, str] | None = None) -> CommandResult:
+    def run(self, argv: list[str], timeout: float, env: dict[str, str] | None = None,
+            on_line: LineHandler | None = None) -> CommandResult:
         full_env = {**os.environ, **(env or {})}
         start = time.monotonic()
         try:
-            result = subprocess.run([*self.command_prefix(), *argv], capture_output=True, text=True,
-                                    timeout=timeout, env=full_env, cwd=self.workdir)
+            result = run_process([*self.command_prefix(), *argv], timeout, full_env, self.workdir, on_line=on_line)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"{self.describe()}: {Path(argv[0]).name} did not finish within {timeout:.0f} s")
         except OSError as exc:
             raise DeviceError(f"{self.describe()}: cannot start {argv[0]} ({exc.strerror})")
-        return CommandResult(result.returncode, result.stdout, result.stderr, time.monotonic() - start)
+        return CommandResult(result.returncode, result.stdout.decode(errors="replace"),
+                             result.stderr.decode(errors="replace"), time.monotonic() - start)
 
     def pull(self, remote: str, local: Path) -> None:
         shutil.copy2(remote, local)

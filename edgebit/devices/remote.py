@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from edgebit.devices.base import CommandResult, Device, DeviceError
+from edgebit.devices.base import CommandResult, Device, DeviceError, LineHandler
 
 ARCHITECTURES = {"aarch64": "arm64", "arm64": "arm64", "armv8l": "arm64", "x86_64": "amd64", "riscv64": "riscv64"}
 CONNECT_TIMEOUT_S = 30.0
@@ -36,8 +36,10 @@ class RemoteDevice(Device):
 
     # ---- the transport
     @abc.abstractmethod
-    def _transport(self, args: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-        """Run the transport's client (ssh, adb) with ``args``; raises subprocess.TimeoutExpired."""
+    def _transport(self, args: list[str], timeout: float, stdin: bytes | None = None,
+                   on_line: LineHandler | None = None) -> subprocess.CompletedProcess:
+        """Run the transport's client (ssh, adb) with ``args`` (base.run_process); raises
+        subprocess.TimeoutExpired."""
 
     @abc.abstractmethod
     def _shell_args(self, command: str) -> list[str]:
@@ -127,7 +129,8 @@ class RemoteDevice(Device):
         except subprocess.TimeoutExpired:
             raise DeviceError(f"{self.describe()}: fetching {remote} timed out; check the connection") from None
 
-    def run(self, argv: list[str], timeout: float, env: dict[str, str] | None = None) -> CommandResult:
+    def run(self, argv: list[str], timeout: float, env: dict[str, str] | None = None,
+            on_line: LineHandler | None = None) -> CommandResult:
         """Run ``argv`` in the work directory; on timeout the remote process is killed too."""
         workdir = self._ensure_workdir()
         pidfile = f"{workdir}/.pid"
@@ -139,7 +142,7 @@ class RemoteDevice(Device):
                    f"{shlex.quote(pidfile)} && wait $!")
         start = time.monotonic()
         try:
-            result = self._transport(self._shell_args(command), timeout)
+            result = self._transport(self._shell_args(command), timeout, on_line=on_line)
         except subprocess.TimeoutExpired:
             self._shell(f"kill -9 $(cat {shlex.quote(pidfile)}) 2>/dev/null; rm -f {shlex.quote(pidfile)}")
             raise DeviceError(f"{self.describe()}: {Path(argv[0]).name} did not finish within {timeout:.0f} s and "

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edgebit.devices.base import DeviceError, DeviceKind
+from edgebit.devices.base import DeviceError, DeviceKind, run_process
 from edgebit.devices.remote import CONNECT_TIMEOUT_S, COPY_TIMEOUT_S, RemoteDevice
 from edgebit.errors import EdgebitError
 
@@ -72,8 +72,8 @@ class SshDevice(RemoteDevice):
                 "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT_S)}", "-o", "ServerAliveInterval=5",
                 "-o", "ServerAliveCountMax=3"]
 
-    def _transport(self, args, timeout, stdin=None):
-        return subprocess.run(args, input=stdin, capture_output=True, timeout=timeout)
+    def _transport(self, args, timeout, stdin=None, on_line=None):
+        return run_process(args, timeout, stdin=stdin, on_line=on_line)
 
     def _shell_args(self, command: str) -> list[str]:
         return ["ssh", *self._options(), *(["-p", str(self.port)] if self.port else []), self.destination, command]

@@ -10,8 +10,11 @@
 // and its main() returns edgebit::RunnerMain<Model>(argc, argv, "edgebit-runner (RUNTIME)").
 //
 //   edgebit-runner DIR logits IDS.npy OUT.npy       int64 [B, T] -> float32 [B, T, V] (one prefill per row)
-//   edgebit-runner DIR generate IDS.npy N OUT.npy   greedy: prefill the prompt [1, T], then N-1 decode steps
-//                                                   -> int64 [1, N]
+//   edgebit-runner DIR generate IDS.npy N OUT.npy [OPTIONS]
+//       prefill the prompt [1, T], then up to N-1 decode steps -> int64 [1, n], n <= N (stops after --eos)
+//       OPTIONS: --temperature T (0: greedy, the default) --top-k K --top-p P --repetition-penalty R --seed S
+//                --eos ID (stop when it is picked; not written) --stream (each token id on stdout as it comes)
+//       Sampling follows edgebit/sampling.py step by step, so a seed picks the same tokens as on the host.
 //
 // model.conf: "inputs tokens [position]", "max_seq_len N", "vocab_size V" and one "state D0 D1 ..." line per
 // recurrent state. Timings go to stdout as one JSON line.
@@ -25,6 +28,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -321,6 +325,108 @@ inline void CheckVocab(int64_t vocab, const RunnerConf& conf) {
                      "vocab_size " + std::to_string(conf.vocab_size) + "; export the bundle again");
 }
 
+// ---- sampling (the same steps as edgebit/sampling.py) ----
+struct SamplingOptions {
+  double temperature = 0.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  double repetition_penalty = 1.0;
+  int64_t seed = 0;
+  int64_t eos = -1;
+  bool stream = false;
+};
+
+// A finite decimal number in [low, high], the whole string.
+inline double ParseNumber(const std::string& text, double low, double high, const std::string& what) {
+  char* end = nullptr;
+  errno = 0;
+  const double value = text.empty() ? 0.0 : std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !(value >= low && value <= high))
+    throw InputError(what + " must be a number in [" + std::to_string(low) + ", " + std::to_string(high) +
+                     "], got '" + Printable(text) + "'");
+  return value;
+}
+
+inline SamplingOptions ParseSamplingOptions(const std::vector<std::string>& args, const RunnerConf& conf) {
+  SamplingOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& flag = args[i];
+    if (flag == "--stream") {
+      o.stream = true;
+      continue;
+    }
+    if (i + 1 >= args.size()) throw InputError("option '" + Printable(flag) + "' needs a value (or is unknown)");
+    const std::string& value = args[++i];
+    if (flag == "--temperature") o.temperature = ParseNumber(value, 0.0, 100.0, flag);
+    else if (flag == "--top-k") o.top_k = ParseInteger(value, 0, conf.vocab_size, flag);
+    else if (flag == "--top-p") o.top_p = ParseNumber(value, 1e-9, 1.0, flag);
+    else if (flag == "--repetition-penalty") o.repetition_penalty = ParseNumber(value, 1e-9, 100.0, flag);
+    else if (flag == "--seed") o.seed = ParseInteger(value, 0, std::numeric_limits<int64_t>::max() / 10, flag);
+    else if (flag == "--eos") o.eos = ParseInteger(value, 0, conf.vocab_size - 1, flag);
+    else throw InputError("unknown option '" + Printable(flag) + "'");
+  }
+  return o;
+}
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingOptions& options) : o_(options), state_(static_cast<uint64_t>(options.seed)) {}
+
+  // The next token from logits [vocab], given every token seen so far (prompt and generated).
+  int64_t Pick(const float* logits, int64_t vocab, const std::vector<int64_t>& seen) {
+    if (o_.temperature == 0.0 && o_.repetition_penalty == 1.0) return std::max_element(logits, logits + vocab) - logits;
+    std::vector<double> x(logits, logits + vocab);
+    if (o_.repetition_penalty != 1.0) {
+      std::vector<char> done(static_cast<size_t>(vocab), 0);
+      for (int64_t t : seen) {
+        if (done[t]) continue;
+        done[t] = 1;
+        x[t] = x[t] > 0 ? x[t] / o_.repetition_penalty : x[t] * o_.repetition_penalty;
+      }
+    }
+    if (o_.temperature == 0.0) return std::max_element(x.begin(), x.end()) - x.begin();
+    for (double& v : x) v /= o_.temperature;
+    std::vector<int64_t> order(static_cast<size_t>(vocab));
+    for (int64_t i = 0; i < vocab; ++i) order[i] = i;
+    const int64_t k = o_.top_k > 0 && o_.top_k < vocab ? o_.top_k : vocab;
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int64_t a, int64_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+    std::vector<double> p(static_cast<size_t>(k)), running(static_cast<size_t>(k));
+    double total = 0.0;
+    for (int64_t i = 0; i < k; ++i) {
+      p[i] = std::exp(x[order[i]] - x[order[0]]);
+      running[i] = total += p[i];
+    }
+    int64_t kept = k;
+    if (o_.top_p < 1.0) {
+      double cumulative = 0.0;
+      for (int64_t i = 0; i < k; ++i) {
+        cumulative += p[i] / total;
+        if (cumulative >= o_.top_p) {
+          kept = i + 1;
+          break;
+        }
+      }
+    }
+    const double u = Uniform() * running[kept - 1];
+    for (int64_t i = 0; i < kept; ++i)
+      if (u < running[i]) return order[i];
+    return order[kept - 1];
+  }
+
+ private:
+  uint64_t Next() {  // SplitMix64
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+  SamplingOptions o_;
+  uint64_t state_;
+};
+
 template <class Model>
 int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& out_path) {
   Array ids = ReadIds(in_path, conf);
@@ -342,16 +448,11 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
   return 0;
 }
 
-// Greedy choice from the last row of a step's logits.
-inline int64_t LastArgmax(const float* logits, int64_t count, int64_t vocab) {
-  const float* p = logits + (count - 1) * vocab;
-  return std::max_element(p, p + vocab) - p;
-}
-
 template <class Model>
 int Generate(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& count_text,
-             const std::string& out_path) {
+             const std::string& out_path, const std::vector<std::string>& option_args) {
   const int64_t count = ParseInteger(count_text, 1, conf.max_seq_len, "N (the number of tokens to generate)");
+  const SamplingOptions options = ParseSamplingOptions(option_args, conf);
   Array ids = ReadIds(in_path, conf);
   if (ids.shape[0] != 1) throw InputError(in_path + ": generate takes one prompt [1, T]");
   const int64_t length = ids.shape[1];
@@ -360,24 +461,35 @@ int Generate(const std::string& dir, const RunnerConf& conf, const std::string& 
                      ") exceed the bundle's max_seq_len " + std::to_string(conf.max_seq_len));
   Model model(dir, conf);
   model.ResetState();
+  Sampler sampler(options);
+  std::vector<int64_t> seen = Tokens(ids, 0), generated;
   auto start = std::chrono::steady_clock::now();
   int64_t vocab = 0;
-  const std::vector<int64_t> prompt = Tokens(ids, 0);
-  const float* logits = model.Step(prompt.data(), length, 0, &vocab);
+  const float* logits = model.Step(seen.data(), length, 0, &vocab);
   CheckVocab(vocab, conf);
-  int64_t token = LastArgmax(logits, length, vocab);
-  double prefill = Seconds(start);
-  std::vector<int64_t> generated{token};
-  start = std::chrono::steady_clock::now();
-  for (int64_t i = 1; i < count; ++i) {
-    logits = model.Step(&token, 1, length + i - 1, &vocab);
-    token = LastArgmax(logits, 1, vocab);
+  double prefill = 0.0;
+  int64_t decoded = 0;
+  auto decode_start = start;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t token = sampler.Pick(logits + (i == 0 ? length - 1 : 0) * vocab, vocab, seen);
+    if (i == 0) {
+      prefill = Seconds(start);
+      decode_start = std::chrono::steady_clock::now();
+    }
+    if (token == options.eos) break;
     generated.push_back(token);
+    seen.push_back(token);
+    if (options.stream) std::cout << "{\"token\": " << token << "}" << std::endl;
+    if (i + 1 < count) {
+      logits = model.Step(&token, 1, length + i, &vocab);
+      ++decoded;
+    }
   }
-  double decode = Seconds(start);
-  WriteNpy(out_path, "<i8", {1, count}, generated.data(), generated.size() * sizeof(int64_t));
+  const double decode = Seconds(decode_start);
+  WriteNpy(out_path, "<i8", {1, static_cast<int64_t>(generated.size())}, generated.data(),
+           generated.size() * sizeof(int64_t));
   std::cout << "{\"prefill_tokens\": " << length << ", \"prefill_seconds\": " << prefill
-            << ", \"decode_tokens\": " << count - 1 << ", \"decode_seconds\": " << decode << "}\n";
+            << ", \"decode_tokens\": " << decoded << ", \"decode_seconds\": " << decode << "}\n";
   return 0;
 }
 
@@ -390,9 +502,11 @@ inline int ThreadCount() {
 
 template <class Model>
 int RunnerMain(int argc, char** argv, const std::string& name) {
-  const std::string usage = "usage: " + name + " DIR logits IDS.npy OUT.npy | DIR generate IDS.npy N OUT.npy";
+  const std::string usage = "usage: " + name + " DIR logits IDS.npy OUT.npy | DIR generate IDS.npy N OUT.npy "
+                            "[--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--eos ID] "
+                            "[--stream]";
   const std::string command = argc > 2 ? argv[2] : "";
-  if (!((command == "logits" && argc == 5) || (command == "generate" && argc == 6))) {
+  if (!((command == "logits" && argc == 5) || (command == "generate" && argc >= 6))) {
     std::cerr << usage << "\n";
     return kInputErrorExit;
   }
@@ -401,7 +515,7 @@ int RunnerMain(int argc, char** argv, const std::string& name) {
     const RunnerConf conf = ReadConf(dir + "/model.conf");
     ThreadCount();  // a bad value is an input error before anything loads
     if (command == "logits") return Logits<Model>(dir, conf, argv[3], argv[4]);
-    return Generate<Model>(dir, conf, argv[3], argv[4], argv[5]);
+    return Generate<Model>(dir, conf, argv[3], argv[4], argv[5], std::vector<std::string>(argv + 6, argv + argc));
   } catch (const InputError& e) {
     std::cerr << name << ": " << e.what() << "\n";
     return kInputErrorExit;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from edgebit import bundle as bundle_format
 from edgebit.validate.agreement import Agreement, compare_logits
 from edgebit.bundle import Bundle, BundleError
 from edgebit.devices import RUN_TIMEOUT_S, Device, DeviceError
+from edgebit.sampling import Sampling
 from edgebit.toolchain.c_runtime import RUNNER_ENVIRONMENT, runner_argv
 from edgebit.validate.reference import perplexity
 
@@ -59,20 +61,22 @@ class DeviceSession:
         return {"TVM_NUM_THREADS": threads, "EDGEBIT_NUM_THREADS": threads, "TMPDIR": self.remote_root,
                 **RUNNER_ENVIRONMENT}
 
-    def _runner(self, runtime: str | None, args: list[str], inputs: np.ndarray, output_name: str) -> np.ndarray:
+    def _runner(self, runtime: str | None, args: list[str], inputs: np.ndarray, output_name: str,
+                on_line=None) -> np.ndarray:
         runtime_root = f"{self.remote_root}/{bundle_format.runtime_dir(self.bundle.check_runtime(runtime))}"
         with tempfile.TemporaryDirectory() as tmp:
             local_in = Path(tmp) / "input_ids.npy"
             np.save(local_in, np.ascontiguousarray(inputs, dtype=np.int64))
             remote_in = self.device.push(local_in)
             remote_out = f"{self.remote_root}/{output_name}"
-            result = self.device.run(self.runner_command(runtime_root, [args[0], remote_in, *args[1:], remote_out]),
-                                     timeout=self.timeout, env=self.runner_environment())
+            command = self.runner_command(runtime_root, [args[0], remote_in, args[1], remote_out, *args[2:]]
+                                          if len(args) > 1 else [args[0], remote_in, remote_out])
+            result = self.device.run(command, timeout=self.timeout, env=self.runner_environment(), on_line=on_line)
             if result.returncode != 0:
                 signal = f" (killed by {result.signal_name})" if result.signal_name else ""
                 detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
                 raise DeviceError(f"the runner failed on {self.device.describe()}{signal}: {detail}")
-            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+            lines = [line for line in result.stdout.splitlines() if line.startswith('{"prefill')]
             self.timings = json.loads(lines[-1]) if lines else {}
             self.timings["wall_seconds"] = result.seconds
             local_out = Path(tmp) / output_name
@@ -85,10 +89,21 @@ class DeviceSession:
             raise BundleError(f"input ids must be a 2-D int64 array [B, T], got shape {input_ids.shape}")
         return self._runner(runtime, ["logits"], input_ids, "logits.npy")
 
-    def generate(self, prompt_ids: list[int], new_tokens: int, runtime: str | None = None) -> list[int]:
-        """Greedy continuation of ``prompt_ids`` computed on the device."""
-        out = self._runner(runtime, ["generate", str(new_tokens)], np.array([prompt_ids], dtype=np.int64),
-                           "generated.npy")
+    def generate(self, prompt_ids: list[int], new_tokens: int, runtime: str | None = None,
+                 sampling: Sampling | None = None, eos_id: int | None = None,
+                 on_token: Callable[[int], None] | None = None) -> list[int]:
+        """The continuation of ``prompt_ids`` computed on the device: greedy, or sampled as the host samples
+        (edgebit.sampling: the same seed picks the same tokens); stops after ``eos_id`` (not returned).
+        ``on_token`` gets each token id as the device produces it (streaming)."""
+        args = ["generate", str(new_tokens), *(sampling.runner_args() if sampling else []),
+                *(["--eos", str(eos_id)] if eos_id is not None else []), *(["--stream"] if on_token else [])]
+
+        def streamed(line: str) -> None:
+            if line.startswith('{"token": '):
+                on_token(int(json.loads(line)["token"]))
+
+        out = self._runner(runtime, args, np.array([prompt_ids], dtype=np.int64), "generated.npy",
+                           streamed if on_token else None)
         return out[0].tolist()
 
 

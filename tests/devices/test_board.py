@@ -76,12 +76,20 @@ def test_every_runtime_validates_over_ssh_and_adb(board, bundle):
     assert leftovers(board) == ""
 
 
-@pytest.mark.parametrize("spec, runtime", [("ssh", "tvm"), ("adb", "tvm"), ("adb", "executorch")])
-def test_greedy_generation_on_the_board_equals_the_host(board, bundle, spec, runtime):
-    host = cli("generate", "demo", "-p", PROMPT, "-n", "16", "--temperature", "0")
+GREEDY = ("--temperature", "0")
+SAMPLED = ("--temperature", "0.9", "--top-k", "30", "--top-p", "0.9", "--repetition-penalty", "1.1", "--seed", "5")
+
+
+@pytest.mark.parametrize("spec, runtime, settings", [("ssh", "tvm", GREEDY), ("adb", "tvm", GREEDY),
+                                                     ("adb", "executorch", GREEDY), ("ssh", "onnx-custom", SAMPLED),
+                                                     ("adb", "tvm", SAMPLED)])
+def test_generation_on_the_board_equals_the_host(board, bundle, spec, runtime, settings):
+    """Greedy, and seeded sampling, stream the same tokens from the board as the host picks."""
+    host = cli("generate", "demo", "-p", PROMPT, "-n", "16", *settings)
     assert host.returncode == 0, host.stderr
     for spec in (board[spec],):
-        device = cli("generate", bundle, "-d", spec, "-p", PROMPT, "-n", "16", "-r", runtime, env=board["env"])
+        device = cli("generate", bundle, "-d", spec, "-p", PROMPT, "-n", "16", "-r", runtime, *settings,
+                     env=board["env"])
         assert device.returncode == 0, device.stderr
         assert device.stdout.split("\n")[:2] == host.stdout.split("\n")[:2]
 

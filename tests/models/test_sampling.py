@@ -98,3 +98,46 @@ def test_cli_seed_and_top_k():
     one = run_cli(*args, "--seed", "3", check=True).stdout
     assert run_cli(*args, "--seed", "3", check=True).stdout == one
     assert run_cli(*args, "--seed", "4", check=True).stdout != one
+
+
+def test_splitmix64_matches_the_published_sequence():
+    """Vigna's reference splitmix64.c seeded with 0 (the device runners implement the same generator)."""
+    from edgebit.sampling import SplitMix64
+
+    rng = SplitMix64(0)
+    assert [rng.next() for _ in range(3)] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.8, 0.95])
+def test_top_p_frequencies_match_numpy(top_p):
+    draws = 20000
+    tokens = generate_ids(FixedLogits(), [1], Sampling(draws, 1.0, 0, seed=3, top_p=top_p))
+    freq = np.bincount(tokens, minlength=len(LOGITS)) / draws
+    p = numpy_distribution(LOGITS, 1.0, 0)
+    order = np.argsort(-p, kind="stable")
+    keep = order[:np.searchsorted(np.cumsum(p[order]), top_p) + 1]  # the smallest set reaching top_p
+    expected = np.zeros_like(p)
+    expected[keep] = p[keep] / p[keep].sum()
+    assert np.abs(freq - expected).max() < 0.015, (freq, expected)
+    assert (freq[expected == 0] == 0).all()
+
+
+def test_repetition_penalty_lowers_seen_tokens():
+    """Greedy with a penalty: the argmax token (seen in the prompt) loses to the runner-up once divided by 1.5."""
+    best, second = int(np.argsort(-LOGITS)[0]), int(np.argsort(-LOGITS)[1])
+    assert generate_ids(FixedLogits(), [best], Sampling(1, 0.0, 0, 0, repetition_penalty=1.5)) == [second]
+    assert generate_ids(FixedLogits(), [best], Sampling(1, 0.0, 0, 0)) == [best]
+    # negative logits are multiplied: a seen token with logit -1.0 becomes -1.5
+    from edgebit.sampling import SplitMix64, pick
+
+    logits = np.array([-1.0, -1.2], np.float32)
+    assert pick(logits, Sampling(1, 0.0, 0, 0, repetition_penalty=1.5), SplitMix64(0), [0]) == 1
+
+
+@pytest.mark.parametrize("bad", [dict(top_p=0.0), dict(top_p=1.5), dict(repetition_penalty=0.0),
+                                 dict(temperature=-1.0), dict(seed=-1)])
+def test_bad_sampling_settings_are_user_errors(bad):
+    from edgebit.errors import EdgebitError
+
+    with pytest.raises(EdgebitError):
+        Sampling(**bad)
