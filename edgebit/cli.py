@@ -1,14 +1,17 @@
 """The ``edgebit`` command line: thin wrappers that parse arguments, call the library and print.
 
-User errors (:class:`edgebit.errors.EdgebitError`) print one line on stderr and exit with status 2; anything else
-is a bug and keeps its traceback.
+User errors (:class:`edgebit.errors.EdgebitError`) print one line on stderr and exit with status 2; Ctrl-C prints one
+line and exits with status 130; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +27,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Export and deploy 1-bit and 1.58-bit language models to edge devices.")
 console = Console()
 USER_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 EMBEDDED_MODELS = {"demo": Path(__file__).parent / "demo" / "bitnet-demo",
                    "bimamba-demo": Path(__file__).parent / "demo" / "bimamba-demo"}
 
@@ -235,7 +239,11 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
     skipped = lambda name, reason: console.print(f"  [yellow]skipped[/yellow] {name}: {reason}")
     config = ExportConfig(source, resolved, output, max_seq_len, tuple(runtime), _load_options(allow_pickle, sha256),
                           signing_key=sign)
-    bundle = export_bundle(config, timer, skipped)
+    try:
+        with _interrupt_stops_child_processes():
+            bundle = export_bundle(config, timer, skipped)
+    except Interrupted:
+        raise Interrupted(f"nothing was written to {output}") from None
     size = sum(bundle.file(f).stat().st_size for f in bundle.manifest.files)
     console.print(f"wrote {output} ({len(bundle.manifest.files)} files, {size / 1e6:.1f} MB) in "
                   f"{sum(timer.timings.values()):.1f} s" + (", signed" if sign else ""))
@@ -436,10 +444,98 @@ from edgebit.boards.cli import vm_app  # noqa: E402  (emulated boards: edgebit v
 app.add_typer(vm_app, name="vm")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT). Raised by main()'s handler instead of KeyboardInterrupt, which typer turns into a silent exit;
+    the message, if any, says what the interrupted command left behind."""
+
+
+def _interrupted(signum, frame) -> None:
+    raise Interrupted()
+
+
+def _child_processes() -> list[int]:
+    """The pids of this process's descendants (from Linux's /proc; elsewhere none)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    parent = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, pending = [], [os.getpid()]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _stop_child_processes(grace_s: float = 1.0) -> None:
+    """SIGTERM to every descendant (compilers and linkers an export started: Ctrl-C in a terminal reaches them, a
+    SIGINT sent to edgebit alone does not), then SIGKILL to those still running after ``grace_s``."""
+    pids = _child_processes()
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _running(pid)]
+            time.sleep(0.02)
+        if not pids:
+            return
+
+
+@contextmanager
+def _interrupt_stops_child_processes():
+    """While the body runs, Ctrl-C first stops this process's children, then raises Interrupted: the cleanup that
+    follows (removing staging and scratch directories) races with no compiler still writing there. Any exception
+    after a Ctrl-C is Interrupted: TVM's FFI turns one raised in a Python callback (a custom op's converter, which the
+    handler may interrupt) into a RuntimeError."""
+    interrupts = []
+
+    def interrupted(signum, frame) -> None:
+        interrupts.append(signum)
+        _stop_child_processes()
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    except Exception as exc:
+        if interrupts:
+            raise Interrupted() from exc
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main() -> None:
-    """Console entry point: typer handles usage errors; edgebit's user errors become one line and exit 2."""
+    """Console entry point: typer handles usage errors; edgebit's user errors become one line and exit 2; Ctrl-C
+    becomes one line and exit 130."""
+    signal.signal(signal.SIGINT, _interrupted)
     try:
         app()
     except EdgebitError as exc:
         print(f"edgebit: error: {exc}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT)
+    except Interrupted as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while saying so is no traceback
+        print("edgebit: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)

@@ -1,14 +1,16 @@
 """``edgebit export``: checkpoint -> bundle for one target, in named, timed stages.
 
 Stages: load the checkpoint, compute reference vectors on the host, build each requested runtime's directory
-(edgebit.runtimes: TVM, ONNX Runtime, ExecuTorch: model file, device runner, libraries), then write the bundle
-atomically (bundle.BundleWriter).
+(edgebit.runtimes: TVM, ONNX Runtime, ExecuTorch: model file, device runner, libraries) in scratch directories, then
+write the bundle atomically (bundle.BundleWriter). The writer is opened first: it locks the output directory for the
+whole export (a second export to it fails at once) and owns every directory the export writes, so an interrupt, a
+kill or a full disk leaves the output directory as it was (edgebit.bundle.output).
 """
 
 from __future__ import annotations
 
+import io
 import platform
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,17 +66,28 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
     """
     from edgebit import runtimes
     from edgebit.bundle.signing import load_private_key
-    from edgebit.generate import TOKENIZER_FILE, load_tokenizer
-    from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, elf_files, loader_name
-    from edgebit.validate.reference import host_logits, reference_inputs
 
     # A bad key is found before minutes of compiling, not after.
     signer = load_private_key(config.signing_key).sign if config.signing_key is not None else None
     timer = timer or StageTimer()
-    target, max_seq_len = config.target, config.max_seq_len
     requested = list(config.runtimes) or ["tvm"]
     candidates = runtimes.resolve_runtimes(requested)  # unknown names fail before any work
     model_dir = Path(config.model_dir)
+    with bundle_format.BundleWriter(config.output) as writer:  # the lock, before any work
+        return _export_into(writer, config, model_dir, requested, candidates, timer, skipped, signer)
+
+
+def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model_dir: Path, requested: list[str],
+                 candidates: list[str], timer: StageTimer, skipped: Callable[[str, str], None] | None,
+                 signer: Callable[[bytes], bytes] | None) -> bundle_format.Bundle:
+    """The stages of :func:`export_bundle`, into ``writer``: runtimes build in its scratch directories, and the
+    bundle's files are copied into its staging directory at the end, once their total size is known."""
+    from edgebit import runtimes
+    from edgebit.generate import TOKENIZER_FILE, load_tokenizer
+    from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, is_elf, loader_name
+    from edgebit.validate.reference import host_logits, reference_inputs
+
+    target, max_seq_len = config.target, config.max_seq_len
     with timer.stage("load checkpoint"):
         model = load_checkpoint(model_dir, config.load)
     chosen = []
@@ -95,33 +108,43 @@ def export_bundle(config: ExportConfig, timer: StageTimer | None = None,
         if inputs.shape[1] > max_seq_len:
             raise EdgebitError(f"--max-seq-len {max_seq_len} is shorter than the reference inputs")
         logits = host_logits(model, inputs)
+    sources: dict[str, Path] = {}  # bundle path -> file on the host
     runtime_info = {}
-    with bundle_format.BundleWriter(config.output) as writer:
+    for name in chosen:
+        runtime = runtimes.runtime(name)
+        with timer.stage(f"{name} ({target.name})"):
+            files = runtime.build(model, target, max_seq_len, writer.scratch(name))
+        sources.update({f"{bundle_format.runtime_dir(name)}/{relative}": Path(source)
+                        for relative, source in files.items()})
+        runtime_info[name] = {"version": runtime.version()}
+    with timer.stage(f"C/C++ runtime ({target.name})"):
+        binaries = [sources[relative] for relative in sorted(sources) if is_elf(sources[relative])]
+        sources.update({f"{bundle_format.LOADER_DIR}/{name}": source
+                        for name, source in c_runtime_files(target, binaries).items()})
+    if tokenizer is not None:
+        sources[bundle_format.TOKENIZER] = model_dir / TOKENIZER_FILE
+    arrays = {bundle_format.REFERENCE_INPUTS: _npy(inputs), bundle_format.REFERENCE_LOGITS: _npy(logits)}
+    with timer.stage("write bundle"):
+        writer.expect(sum(source.stat().st_size for source in sources.values()) + sum(map(len, arrays.values())))
+        for relative, source in sorted(sources.items()):
+            writer.add_file(source, relative)
+        for relative, data in arrays.items():
+            writer.write_bytes(relative, data)
         for name in chosen:
-            runtime = runtimes.runtime(name)
-            with tempfile.TemporaryDirectory() as work, timer.stage(f"{name} ({target.name})"):
-                files = runtime.build(model, target, max_seq_len, Path(work))
-                for relative, source in sorted(files.items()):
-                    writer.add_file(source, f"{bundle_format.runtime_dir(name)}/{relative}")
-            runtime_info[name] = {"version": runtime.version()}
-        with timer.stage(f"C/C++ runtime ({target.name})"):
-            binaries = elf_files(writer.staging / bundle_format.RUNTIMES_DIR)
-            for name, source in c_runtime_files(target, binaries).items():
-                writer.add_file(source, f"{bundle_format.LOADER_DIR}/{name}")
-            for name in chosen:
-                check_self_contained(writer.staging / bundle_format.runtime_dir(name),
-                                     writer.staging / bundle_format.LOADER_DIR)
-        if tokenizer is not None:
-            writer.add_file(model_dir / TOKENIZER_FILE, bundle_format.TOKENIZER)
-        np.save(writer.path(bundle_format.REFERENCE_INPUTS), inputs)
-        np.save(writer.path(bundle_format.REFERENCE_LOGITS), logits)
-        with timer.stage("write bundle"):
-            return writer.commit({
-                "model": {"family": model.family, "layout": getattr(model, "layout", None),
-                          "config": model.config.to_dict(), "max_seq_len": max_seq_len},
-                "target": {"name": target.name, "triple": target.triple, "debian_arch": target.debian_arch,
-                           "loader": loader_name(target),
-                           "features": list(target.features), "tvm": target.tvm_target_json()},
-                "runtimes": runtime_info,
-                "built_on": platform.machine(),
-            }, signer=signer)
+            check_self_contained(writer.staging / bundle_format.runtime_dir(name),
+                                 writer.staging / bundle_format.LOADER_DIR)
+        return writer.commit({
+            "model": {"family": model.family, "layout": getattr(model, "layout", None),
+                      "config": model.config.to_dict(), "max_seq_len": max_seq_len},
+            "target": {"name": target.name, "triple": target.triple, "debian_arch": target.debian_arch,
+                       "loader": loader_name(target),
+                       "features": list(target.features), "tvm": target.tvm_target_json()},
+            "runtimes": runtime_info,
+            "built_on": platform.machine(),
+        }, signer=signer)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
