@@ -26,6 +26,22 @@ from edgebit.runtimes import choices_help as runtimes_help
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export and deploy 1-bit and 1.58-bit language models to edge devices.")
 console = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from edgebit import __version__
+
+        print(f"edgebit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="print edgebit's version and exit")) -> None:
+    """Export and deploy 1-bit and 1.58-bit language models to edge devices."""
+
+
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 EMBEDDED_MODELS = {"demo": Path(__file__).parent / "demo" / "bitnet-demo",
@@ -99,45 +115,74 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
              prompt: str = typer.Option(..., "--prompt", "-p", help="text to continue"),
              device: Optional[str] = typer.Option(None, "--device", "-d", help=f"run a bundle here: {devices_help()}"),
              max_new_tokens: int = typer.Option(40, "--max-new-tokens", "-n", min=1),
-             temperature: float = typer.Option(0.8, min=0.0, help="0 for greedy decoding (host only; devices "
-                                               "decode greedily)"),
-             top_k: int = typer.Option(40, "--top-k", min=0), seed: int = typer.Option(0),
+             temperature: float = typer.Option(0.8, min=0.0, help="0 for greedy decoding"),
+             top_k: int = typer.Option(40, "--top-k", min=0, help="sample from the k likeliest tokens (0: all)"),
+             top_p: float = typer.Option(1.0, "--top-p", help="nucleus sampling: the likeliest tokens that make up "
+                                         "this probability (1: off)"),
+             repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="> 1 discourages tokens "
+                                                      "already seen (1: off)"),
+             seed: int = typer.Option(0, help="the same seed picks the same tokens on the host and on a device"),
+             stop: Optional[list[str]] = typer.Option(None, "--stop", help="stop when this text appears "
+                                                      "(repeatable)"),
              runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="which of the bundle's runtimes "
                                                    "(default: its first)"),
              timeout: float = typer.Option(RUN_TIMEOUT_S, "--timeout", min=0.001, help="with --device: seconds the "
                                            "runner may take"),
              trust: Optional[list[Path]] = Trust,
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
-    """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device)."""
-    from edgebit.generate import Sampling, generate_text, load_tokenizer
+    """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device); the text is
+    printed as it is generated."""
+    from edgebit.generate import Sampling, generate_ids, load_tokenizer
+    from edgebit.streaming import TextStream
 
+    sampling = Sampling(max_new_tokens, temperature, top_k, seed, top_p, repetition_penalty)
     if device is not None:
-        _generate_on_device(Path(model), device, prompt, max_new_tokens, runtime, timeout, trust)
+        _generate_on_device(Path(model), device, prompt, sampling, tuple(stop or ()), runtime, timeout, trust)
         return
     if trust:
         raise EdgebitError("--trust checks a bundle before it goes to a device; add --device")
     tokenizer = load_tokenizer(resolve_model(model))
     loaded = _load(model, allow_pickle, sha256)
-    text = generate_text(loaded, tokenizer, prompt, Sampling(max_new_tokens, temperature, top_k, seed))
-    console.print(f"[bold]{prompt}[/bold]{text}", highlight=False)
+    prompt_ids = tokenizer.encode(prompt).ids
+    stream = TextStream(tokenizer.decode, _write_now, tuple(stop or ()))
+    console.print(f"[bold]{prompt}[/bold]", end="", highlight=False)
+    generate_ids(loaded, prompt_ids, sampling, getattr(loaded.config, "eos_token_id", None), stream.add)
+    print(flush=True)
 
 
-def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, new_tokens: int,
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, sampling, stops: tuple[str, ...],
                         runtime: Optional[str], timeout: float, trust: Optional[list[Path]]) -> None:
     from edgebit.bundle import TOKENIZER
     from edgebit.validate.session import DeviceSession
     from edgebit.devices import open_device
     from edgebit.generate import load_tokenizer
+    from edgebit.streaming import TextStream
 
     bundle = _open_bundle(bundle_dir, trust)
     if not bundle.has(TOKENIZER):
         raise EdgebitError(f"{bundle_dir}: the bundle has no tokenizer; use `edgebit run` with token ids")
     tokenizer = load_tokenizer(bundle.root)
     runtime = bundle.check_runtime(runtime)
+    max_seq_len = bundle.manifest.model.max_seq_len
+    prompt_ids = tokenizer.encode(prompt).ids
+    if not prompt_ids:
+        raise EdgebitError("the prompt is empty; give at least one token of text")
+    if len(prompt_ids) + sampling.max_new_tokens > max_seq_len:
+        raise EdgebitError(f"the prompt ({len(prompt_ids)} tokens) + --max-new-tokens {sampling.max_new_tokens} "
+                           f"exceed the bundle's max_seq_len {max_seq_len}; export with a larger --max-seq-len")
+    stream = TextStream(tokenizer.decode, _write_now, stops)
+    eos = bundle.manifest.model.config.get("eos_token_id")
     with DeviceSession(bundle, open_device(device_spec, bundle.target), timeout=timeout) as session:
-        ids = session.generate(tokenizer.encode(prompt).ids, new_tokens, runtime)
+        console.print(f"[bold]{prompt}[/bold]", end="", highlight=False)
+        session.generate(prompt_ids, sampling.max_new_tokens, runtime, sampling,
+                         eos if isinstance(eos, int) else None, stream.add)
+        print(flush=True)
         timings = session.timings
-    console.print(f"[bold]{prompt}[/bold]{tokenizer.decode(ids)}", highlight=False)
     if timings.get("decode_seconds"):
         console.print(f"[dim]{runtime} on {session.device.describe()}: prefill {timings['prefill_tokens']} tokens in "
                       f"{timings['prefill_seconds']:.3f} s, decode {timings['decode_tokens'] / timings['decode_seconds']:.1f}"
@@ -304,7 +349,10 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
              as_json: bool = typer.Option(False, "--json", help="print JSON"), threads: int = ThreadsOpt,
              runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="validate only these of the "
                                                           "bundle's runtimes (default: all of them)"),
-             timeout: float = TimeoutOpt, trust: Optional[list[Path]] = Trust) -> None:
+             timeout: float = TimeoutOpt, trust: Optional[list[Path]] = Trust,
+             report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html", help="also write an HTML "
+                                                   "page: per-position error and top-1 agreement, perplexities, "
+                                                   "bound, versions")) -> None:
     """Run the bundle's reference vectors on a device through each of its runtimes and compare with the host."""
     from edgebit.validate.fleet import on_devices
     from edgebit.validate.session import validate as run_validation
@@ -322,6 +370,12 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
     else:
         for o in done:  # one table per device: a Pi 4, a Pi 5 and a phone side by side
             console.print(_validation_table(f"{bundle} on {o.where}", o.value))
+    if report is not None and done:
+        from edgebit.validate.pictures import validation_report
+
+        validation_report(opened, [(o.where, o.value) for o in done], report)
+        if not as_json:
+            console.print(f"wrote {report}")
     _report_device_errors(outcomes)
     failed = [(o.where, r) for o in done for r in o.value if not r.passed]
     if failed:
@@ -369,7 +423,9 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
           repeats: int = typer.Option(3, "--repeats", min=1, help="runs per runtime; the median is shown"),
           runtime: Optional[list[str]] = typer.Option(None, "--runtime", "-r", help="only these runtimes"),
           as_json: bool = typer.Option(False, "--json", help="print JSON"), timeout: float = TimeoutOpt,
-          trust: Optional[list[Path]] = Trust) -> None:
+          trust: Optional[list[Path]] = Trust,
+          plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="also draw prefill and decode "
+                                              "tokens/s per runtime and device")) -> None:
     """Prefill and decode tokens/s of each of the bundle's runtimes on a device, side by side (medians)."""
     from edgebit.validate.fleet import on_devices
     from edgebit.validate.session import measure_speed
@@ -397,6 +453,16 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
                 table.add_row(*([o.where] if fleet else []), s.runtime, f"{s.prefill_tokens_per_s:.1f}",
                               f"{s.decode_tokens_per_s:.1f}", f"{s.decode_tokens_per_s / fastest:.2f}x")
         console.print(table)
+    if plot is not None and done:
+        from edgebit.validate.pictures import speed_plot
+
+        fleet = len(outcomes) > 1
+        rows = [{"label": f"{s.runtime} @ {o.where}" if fleet else s.runtime, "prefill": s.prefill_tokens_per_s,
+                 "decode": s.decode_tokens_per_s} for o in done for s in o.value]
+        speed_plot(rows, f"{Path(bundle).name}, {threads} thread(s), median of {repeats}"
+                         + ("" if fleet else f", {done[0].where}"), plot)
+        if not as_json:
+            console.print(f"wrote {plot}")
     _report_device_errors(outcomes)
 
 

@@ -52,3 +52,13 @@ def compare_logits(candidate, reference) -> Agreement:
     mismatches = int((clear & ~same).sum())
     passed = cosine >= MIN_COSINE and max_err <= MAX_ABS_ERROR_FRACTION * max_logit and mismatches == 0
     return Agreement(cosine, max_err, max_logit, float(same.mean()), mismatches, bool(passed))
+
+
+def per_position(candidate, reference) -> dict[str, list[float]]:
+    """Max abs error and top-1 agreement at each position of [B, T, V] logits (over the batch): where in a
+    sequence a device drifts from the host, for ``validate --report``."""
+    cand = np.asarray(candidate, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    error = np.abs(cand - ref).max(axis=(0, 2))
+    same = (cand.argmax(-1) == ref.argmax(-1)).mean(axis=0)
+    return {"max_abs_error": error.tolist(), "top1_agreement": same.tolist()}

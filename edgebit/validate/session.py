@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgebit import bundle as bundle_format
-from edgebit.validate.agreement import Agreement, compare_logits
+from edgebit.validate.agreement import Agreement, compare_logits, per_position
 from edgebit.bundle import Bundle, BundleError
 from edgebit.devices import RUN_TIMEOUT_S, Device, DeviceError
 from edgebit.sampling import Sampling
@@ -114,6 +114,7 @@ class ValidationReport:
     reference_perplexity: float
     device_perplexity: float
     timings: dict
+    per_position: dict = field(default_factory=dict)  # agreement.per_position: where a device drifts
 
     @property
     def perplexity_delta(self) -> float:
@@ -126,7 +127,7 @@ class ValidationReport:
     def to_dict(self) -> dict:
         return {"runtime": self.runtime, "passed": self.passed, **self.agreement.to_dict(), "reference_perplexity": self.reference_perplexity,
                 "device_perplexity": self.device_perplexity, "perplexity_delta": self.perplexity_delta,
-                "timings": self.timings}
+                "timings": self.timings, "per_position": self.per_position}
 
 
 def validate(session: DeviceSession, runtime: str | None = None) -> ValidationReport:
@@ -137,7 +138,8 @@ def validate(session: DeviceSession, runtime: str | None = None) -> ValidationRe
     reference = np.load(bundle.file(bundle_format.REFERENCE_LOGITS))
     device_logits = session.logits(inputs, runtime)
     return ValidationReport(runtime, compare_logits(device_logits, reference), perplexity(reference, inputs),
-                            perplexity(device_logits, inputs), dict(session.timings))
+                            perplexity(device_logits, inputs), dict(session.timings),
+                            per_position(device_logits, reference))
 
 
 @dataclass

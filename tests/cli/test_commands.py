@@ -132,14 +132,28 @@ def test_bench_table_for_chosen_runtimes(bundle):
     assert "tvm" in result.stdout and "executorch" not in result.stdout and "1.00x" in result.stdout
 
 
-@pytest.mark.parametrize("runtime", ["tvm", "executorch"])
-def test_generate_on_device_equals_host_greedy(bundle, runtime):
-    host = run_cli("generate", "demo", "--prompt", PROMPT, "-n", 16, "--temperature", 0, check=True).stdout
-    device = run_cli("generate", bundle, "--device", "local", "-r", runtime, "--prompt", PROMPT, "-n", 16,
+SAMPLED = ("--temperature", 0.9, "--top-k", 30, "--top-p", 0.92, "--repetition-penalty", 1.2, "--seed", 11)
+
+
+@pytest.mark.parametrize("runtime", ALL_RUNTIMES)
+@pytest.mark.parametrize("settings", [("--temperature", 0), SAMPLED], ids=["greedy", "sampled"])
+def test_generate_on_device_equals_host(bundle, runtime, settings):
+    """The device runner picks tokens as the host does (edgebit.sampling), greedy or seeded sampling with top-k,
+    top-p and a repetition penalty, streaming its tokens back."""
+    host = run_cli("generate", "demo", "--prompt", PROMPT, "-n", 16, *settings, check=True).stdout
+    device = run_cli("generate", bundle, "--device", "local", "-r", runtime, "--prompt", PROMPT, "-n", 16, *settings,
                      check=True).stdout
     assert host.startswith(PROMPT) and len(host.split()) > 4
     assert device.startswith(host), (host, device)
     assert runtime in device[len(host):]  # the timing line names the runtime
+
+
+def test_generate_stops_at_a_stop_string(bundle):
+    full = run_cli("generate", "demo", "--prompt", PROMPT, "-n", 16, *SAMPLED, check=True).stdout.rstrip("\n")
+    stop = full[len(PROMPT):].split()[2]  # the third word of the continuation
+    for where in (("demo",), (bundle, "--device", "local")):
+        cut = run_cli("generate", *where, "--prompt", PROMPT, "-n", 16, *SAMPLED, "--stop", stop, check=True).stdout
+        assert cut.splitlines()[0] == full[:full.index(stop, len(PROMPT))], (cut, full, stop)
 
 
 @pytest.mark.slow  # loads the demo model before refusing
@@ -191,3 +205,41 @@ def test_release_runners_refuse_bad_inputs(bundle, tmp_path):
                                     capture_output=True, text=True, timeout=120)
             lines = [line for line in result.stderr.splitlines() if line.startswith("edgebit-runner")]
             assert result.returncode == 2 and len(lines) == 1, (runtime, command, ids, result.stderr)
+
+
+def test_bench_plot_and_validate_report(bundle, tmp_path):
+    """The pictures: a PNG of tokens/s per runtime, and a self-contained HTML page (no external resources) whose
+    numbers are the ones validate measured."""
+    from html.parser import HTMLParser
+
+    import matplotlib.image
+
+    plot = tmp_path / "speed.png"
+    run_cli("bench", bundle, "--device", "local", "-r", "tvm", "-r", "onnx-custom", "--prompt-tokens", 4,
+            "--new-tokens", 4, "--repeats", 1, "--plot", plot, check=True)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = matplotlib.image.imread(plot).shape
+    assert width > 300 and height > 200
+
+    report = tmp_path / "report.html"
+    result = run_cli("validate", bundle, "--device", "local", "--json", "--report", report, check=True)
+    measured = json.loads(result.stdout)["runtimes"]
+    page = report.read_text()
+
+    class Resources(HTMLParser):
+        found = []
+
+        def handle_starttag(self, tag, attrs):
+            self.found += [value for name, value in attrs if name in ("src", "href")]
+
+    parser = Resources()
+    parser.feed(page)
+    assert parser.found and all(value.startswith("data:image/png;base64,") for value in parser.found)
+    import base64
+
+    assert all(base64.b64decode(v.split(",", 1)[1])[:4] == b"\x89PNG" for v in parser.found)
+    for runtime in measured:
+        assert f"<td>{runtime['runtime']}</td>" in page
+        assert f"{runtime['cosine']:.7f}" in page and f"{runtime['device_perplexity']:.3f}" in page
+        assert len(runtime["per_position"]["max_abs_error"]) == len(runtime["per_position"]["top1_agreement"]) > 4
+    assert "passed" in page
