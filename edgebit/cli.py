@@ -57,7 +57,10 @@ TRUST_ENV = "EDGEBIT_TRUST"
 
 
 def resolve_model(name: str) -> Path:
-    return EMBEDDED_MODELS.get(name, Path(name))
+    """An embedded demo's directory, a checkpoint directory, or the snapshot a Hugging Face cache folder names."""
+    from edgebit.checkpoints.hf_cache import resolve_checkpoint_dir
+
+    return EMBEDDED_MODELS.get(name) or resolve_checkpoint_dir(Path(name))
 
 
 def _parse_pins(pins: Optional[list[str]]) -> dict[str, str]:
@@ -124,6 +127,9 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
              seed: int = typer.Option(0, help="the same seed picks the same tokens on the host and on a device"),
              stop: Optional[list[str]] = typer.Option(None, "--stop", help="stop when this text appears "
                                                       "(repeatable)"),
+             chat: bool = typer.Option(False, "--chat", help="the prompt is a user message, formatted with the "
+                                       "chat template of the model's tokenizer_config.json"),
+             system: Optional[str] = typer.Option(None, "--system", help="with --chat: a system message"),
              runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="which of the bundle's runtimes "
                                                    "(default: its first)"),
              timeout: float = typer.Option(RUN_TIMEOUT_S, "--timeout", min=0.001, help="with --device: seconds the "
@@ -136,18 +142,30 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
     from edgebit.streaming import TextStream
 
     sampling = Sampling(max_new_tokens, temperature, top_k, seed, top_p, repetition_penalty)
+    if system is not None and not chat:
+        raise EdgebitError("--system is a message of a chat; add --chat")
     if device is not None:
-        _generate_on_device(Path(model), device, prompt, sampling, tuple(stop or ()), runtime, timeout, trust)
+        _generate_on_device(Path(model), device, prompt, chat, system, sampling, tuple(stop or ()), runtime, timeout,
+                            trust)
         return
     if trust:
         raise EdgebitError("--trust checks a bundle before it goes to a device; add --device")
     tokenizer = load_tokenizer(resolve_model(model))
+    prompt_ids = _prompt_ids(resolve_model(model), tokenizer, prompt, chat, system)
     loaded = _load(model, allow_pickle, sha256)
-    prompt_ids = tokenizer.encode(prompt).ids
     stream = TextStream(tokenizer.decode, _write_now, tuple(stop or ()))
     console.print(f"[bold]{prompt}[/bold]", end="", highlight=False)
     generate_ids(loaded, prompt_ids, sampling, getattr(loaded.config, "eos_token_id", None), stream.add)
     print(flush=True)
+
+
+def _prompt_ids(directory: Path, tokenizer, prompt: str, chat: bool, system: Optional[str]) -> list[int]:
+    """The prompt's token ids; with ``chat``, the chat template's text, whose special tokens are its own."""
+    if not chat:
+        return tokenizer.encode(prompt).ids
+    from edgebit.chat import chat_prompt
+
+    return tokenizer.encode(chat_prompt(directory, prompt, system), add_special_tokens=False).ids
 
 
 def _write_now(text: str) -> None:
@@ -155,7 +173,8 @@ def _write_now(text: str) -> None:
     sys.stdout.flush()
 
 
-def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, sampling, stops: tuple[str, ...],
+def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, chat: bool, system: Optional[str],
+                        sampling, stops: tuple[str, ...],
                         runtime: Optional[str], timeout: float, trust: Optional[list[Path]]) -> None:
     from edgebit.bundle import TOKENIZER
     from edgebit.validate.session import DeviceSession
@@ -169,7 +188,7 @@ def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, samplin
     tokenizer = load_tokenizer(bundle.root)
     runtime = bundle.check_runtime(runtime)
     max_seq_len = bundle.manifest.model.max_seq_len
-    prompt_ids = tokenizer.encode(prompt).ids
+    prompt_ids = _prompt_ids(bundle.root, tokenizer, prompt, chat, system)
     if not prompt_ids:
         raise EdgebitError("the prompt is empty; give at least one token of text")
     if len(prompt_ids) + sampling.max_new_tokens > max_seq_len:
@@ -274,11 +293,12 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
            allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Export a checkpoint for a target into a bundle (written atomically), for one or more runtimes."""
     from edgebit.export import ExportConfig, StageTimer, export_bundle
+    from edgebit.checkpoints.hf_cache import checkpoint_name
     from edgebit.targets import resolve_target
 
     resolved = resolve_target(target)
     source = resolve_model(model)
-    output = output or Path(f"{source.name}-{resolved.name}.bundle")
+    output = output or Path(f"{checkpoint_name(source)}-{resolved.name}.bundle")
     timer = StageTimer(lambda name, seconds: console.print(f"  [green]done[/green] {name:<40} {seconds:7.2f} s"))
     console.print(f"exporting {source} for {resolved.name} -> {output}")
     skipped = lambda name, reason: console.print(f"  [yellow]skipped[/yellow] {name}: {reason}")

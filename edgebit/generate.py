@@ -37,8 +37,9 @@ class CheckedTokenizer:
             raise EdgebitError(f"{self.path}: {what} ({reason}); restore tokenizer.json from the model's original "
                                "files") from None
 
-    def encode(self, text: str):
-        return self._call("cannot encode the text", self.tokenizer.encode, text)
+    def encode(self, text: str, add_special_tokens: bool = True):
+        return self._call("cannot encode the text",
+                          lambda: self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
     def encode_batch(self, texts: list[str]):
         return self._call("cannot encode the texts", self.tokenizer.encode_batch, texts)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
+from edgebit.checkpoints.hf_cache import resolve_checkpoint_dir
 from edgebit.checkpoints import edgebit_format
 from edgebit.checkpoints.files import read_config, read_tensors, verify_pins
 from edgebit.checkpoints.layout import Layout
@@ -52,13 +53,14 @@ def detect_layout(config: dict, source: TensorSource) -> Layout:
 
 def load_checkpoint(path: str | Path, options: LoadOptions | None = None, *, allow_pickle: bool | None = None,
                     sha256: dict[str, str] | None = None) -> nn.Module:
-    """Load a local checkpoint directory (never downloads) into an edgebit model in eval mode.
+    """Load a local checkpoint directory (never downloads; a Hugging Face cache folder as it is) into an edgebit
+    model in eval mode.
 
     ``options`` (or the ``allow_pickle`` / ``sha256`` keywords) say whether pickled weights are permitted and
     which files are pinned to a sha256.
     """
     options = options or LoadOptions(bool(allow_pickle), dict(sha256 or {}))
-    directory = Path(path)
+    directory = resolve_checkpoint_dir(Path(path))
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a directory; pass a local checkpoint directory")
     config = read_config(directory)
