@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from edgebit import bundle as bundle_format
+from edgebit.bundle.layout import TOKENIZER_CONFIG
 from edgebit.checkpoints import LoadOptions, load_checkpoint
 from edgebit.errors import EdgebitError
 from edgebit.targets import Target
@@ -124,6 +125,8 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
     if tokenizer is not None:
         sources[bundle_format.TOKENIZER] = model_dir / TOKENIZER_FILE
     arrays = {bundle_format.REFERENCE_INPUTS: _npy(inputs), bundle_format.REFERENCE_LOGITS: _npy(logits)}
+    if tokenizer is not None:
+        arrays[TOKENIZER_CONFIG] = _tokenizer_config(model_dir)
     with timer.stage("write bundle"):
         writer.expect(sum(source.stat().st_size for source in sources.values()) + sum(map(len, arrays.values())))
         for relative, source in sorted(sources.items()):
@@ -142,6 +145,13 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
             "runtimes": runtime_info,
             "built_on": platform.machine(),
         }, signer=signer)
+
+
+def _tokenizer_config(model_dir: Path) -> bytes:
+    """The checkpoint's tokenizer_config.json, or one saying that tokenizer.json is the whole tokenizer: ONNX Runtime
+    GenAI's tokenizer (the onnx-portable runtime directory points it at the bundle's root) needs both files."""
+    path = model_dir / TOKENIZER_CONFIG
+    return path.read_bytes() if path.is_file() else b'{"tokenizer_class": "PreTrainedTokenizerFast"}\n'
 
 
 def _npy(array: np.ndarray) -> bytes:

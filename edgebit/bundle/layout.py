@@ -4,6 +4,7 @@
 manifest.json                      what the bundle holds (edgebit.bundle.manifest)
 manifest.sig                       with export --sign: Ed25519 signature of manifest.json (edgebit.bundle.signing)
 tokenizer.json                     when the model has one
+tokenizer_config.json              with it: the checkpoint's, or a minimal one (ONNX Runtime GenAI reads both)
 reference/input_ids.npy, logits.npy   host PyTorch's reference vectors
 loader/                            the target's dynamic loader and C/C++ runtime (glibc, libstdc++, libgcc_s):
                                    every runner starts through it, so the device needs only a Linux kernel
@@ -18,6 +19,7 @@ runtimes/<runtime>/                one directory per runtime:
 MANIFEST = "manifest.json"
 MANIFEST_SIG = "manifest.sig"  # not listed in the manifest: it signs the manifest
 TOKENIZER = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
 REFERENCE_INPUTS = "reference/input_ids.npy"
 REFERENCE_LOGITS = "reference/logits.npy"
 RUNTIMES_DIR = "runtimes"

@@ -14,7 +14,7 @@ from torch import nn
 
 from edgebit.checkpoints.layout import Layout
 from edgebit.checkpoints.source import TensorSource
-from edgebit.models.step_graph import StepGraph
+from edgebit.models.step_graph import GenAIDecoder, StepGraph
 
 
 @dataclass(frozen=True)
@@ -39,4 +39,7 @@ class Family:
     encodings: tuple[str, ...] = ("planar2",)
     # Whether ``edgebit binarize`` turns a full-precision checkpoint of this family into a 1-bit one.
     binarizes: bool = False
+    # The step as an ONNX Runtime GenAI decoder, given the context length (None where GenAI has no model type for
+    # the family): the onnx-portable runtime directory is then also a GenAI model folder.
+    genai_decoder: Callable[[nn.Module, int], GenAIDecoder] | None = None
     notes: dict = field(default_factory=dict)

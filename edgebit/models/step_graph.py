@@ -41,6 +41,20 @@ class StepGraph:
         return "\n".join(lines) + "\n"
 
 
+@dataclass
+class GenAIDecoder:
+    """A family's step in ONNX Runtime GenAI's decoder convention (input_ids, attention_mask, position_ids, past ->
+    logits, present; see edgebit.models.bitnet.genai_step) and the genai_config.json describing it, whose
+    ``model.decoder.filename`` the runtime fills in. Families without a GenAI model type have none."""
+
+    module: torch.nn.Module
+    example: tuple  # example inputs for torch.export
+    dynamic_shapes: tuple
+    input_names: list[str]
+    output_names: list[str]
+    config: dict  # genai_config.json, without model.decoder.filename
+
+
 def step_graph(model, max_seq_len: int) -> StepGraph:
     """The exportable step of ``model`` (any registered family), with example inputs and a symbolic token count."""
     from edgebit.models import family_of

@@ -1,10 +1,12 @@
 """BitNet b1.58: a LLaMA-like transformer with ternary projections (ReLU^2 or SwiGLU FFN, attention and FFN
-sub-norms). Model (model.py), the exported step with a fixed-size KV cache (step.py), checkpoint layouts
-(checkpoints.py) and what ``inspect`` reports (summary.py)."""
+sub-norms). Model (model.py), the exported step with a fixed-size KV cache (step.py), the step as an ONNX Runtime
+GenAI decoder with a growing cache (genai_step.py), checkpoint layouts (checkpoints.py) and what ``inspect`` reports
+(summary.py)."""
 
 from edgebit.checkpoints.layout import Layout
 from edgebit.models.bitnet import checkpoints, summary
 from edgebit.models.bitnet.model import BitNetConfig, BitNetForCausalLM, TernaryLinear
+from edgebit.models.bitnet.genai_step import bitnet_genai_decoder
 from edgebit.models.bitnet.step import bitnet_step_graph
 from edgebit.models.family import Family
 
@@ -26,4 +28,5 @@ FAMILY = Family(
     summarize=summary.summarize,
     summary_rows=summary.summary_rows,
     encodings=checkpoints.ENCODINGS,
+    genai_decoder=bitnet_genai_decoder,
 )

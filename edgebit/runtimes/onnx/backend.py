@@ -3,7 +3,8 @@ device by a small C++ runner linked against the target's libonnxruntime.so (edge
 
 * ``onnx-custom``: TernaryMatMul / BinaryMatMul / SelectiveScan nodes in the ``edgebit`` domain; the bundle ships
   ``lib/libedgebit_ort_ops.so``, which applications register with ``register_custom_ops_library``.
-* ``onnx-portable``: stock ONNX Runtime operators only (MatMulNBits bits=2, standard ops for the scan).
+* ``onnx-portable``: stock ONNX Runtime operators only (MatMulNBits bits=2, standard ops for the scan); for BitNet
+  the directory is also an ONNX Runtime GenAI model folder (edgebit.runtimes.onnx.genai).
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ class OnnxPortableRuntime(OnnxRuntime):
 
     name = "onnx-portable"
     form = "portable"
+
+    def build(self, model, target: Target, max_seq_len: int, work: Path) -> dict[str, Path]:
+        """The runner's files, and for families with a GenAI decoder (BitNet) what makes the directory an ONNX
+        Runtime GenAI model folder too (edgebit.runtimes.onnx.genai)."""
+        from edgebit.runtimes.onnx import genai
+
+        files = super().build(model, target, max_seq_len, work)
+        if genai.has_genai_decoder(model):
+            files.update(genai.export_genai(model, max_seq_len, work))
+        return files
 
     def unsupported_reason(self, target: Target, family: str) -> str | None:
         reason = super().unsupported_reason(target, family)

@@ -32,6 +32,12 @@ PACKED_NAMES = (".w_packed", ".w_signs", ".nbits_weight")  # the packed buffers 
 
 def export_onnx(model, form: str, max_seq_len: int, path: Path) -> None:
     """Write ``model``'s step graph to ``path`` (an .onnx file) in ``form`` ("custom" or "portable")."""
+    save_onnx(model, form, lambda: step_graph(model, max_seq_len), path)
+
+
+def save_onnx(model, form: str, make_graph, path: Path) -> None:
+    """Write the step ``make_graph()`` builds (a StepGraph, or another step of ``model`` with the same ``module``,
+    ``example``, ``dynamic_shapes``, ``input_names`` and ``output_names``) to ``path`` in ``form``."""
     if form not in FORMS:
         raise EdgebitError(f"unknown ONNX form {form!r}; choose one of {', '.join(FORMS)}")
     _require_packed(model)
@@ -40,7 +46,7 @@ def export_onnx(model, form: str, max_seq_len: int, path: Path) -> None:
     with contextlib.ExitStack() as stack:
         if form == "portable":
             stack.enter_context(portable_operators(model))
-        graph = step_graph(model, max_seq_len)
+        graph = make_graph()
         program = onnx_program(graph.module, graph.example, form, graph.dynamic_shapes, graph.input_names,
                                graph.output_names)
     _strip_node_metadata(program.model)
