@@ -37,6 +37,9 @@ class Family:
     summary_rows: Callable[[dict], list[tuple[str, str]]]
     # Weight encodings edgebit's format offers for this family (first: the default).
     encodings: tuple[str, ...] = ("planar2",)
+    # The step in ExecuTorch's LLM-runner convention (state in mutable buffers, metadata methods), which the ExecuTorch
+    # runtime exports instead of ``step_graph`` when a family has one (edgebit.models.step_graph); None: no such form.
+    llm_step_graph: Callable[[nn.Module, int], StepGraph] | None = None
     # Whether ``edgebit binarize`` turns a full-precision checkpoint of this family into a 1-bit one.
     binarizes: bool = False
     # The step as an ONNX Runtime GenAI decoder, given the context length (None where GenAI has no model type for

@@ -4,11 +4,16 @@ Each family builds its own (``Family.step_graph``): BitNet ``step(tokens [1, T],
 value_cache.0, ...) -> (logits [1, T, V], caches...)``, Bi-Mamba ``step(tokens [1, T], conv_state.0, ssm_state.0,
 ...) -> (logits, states...)``: one state tensor per layer and kind, each an input and the matching output. T is
 symbolic, so one graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
+
+A family may also offer a step in the convention of ExecuTorch's LLM runner (``Family.llm_step_graph``): the state
+held inside the module as buffers updated in place, ``step(tokens [1, T], position [1]) -> logits`` and no state
+inputs or outputs, plus the metadata methods that runner reads. The ExecuTorch runtime exports that one where it
+exists; its model.conf then lists no states.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -23,6 +28,9 @@ class StepGraph:
     takes_position: bool  # whether the step takes the absolute position of its first token
     max_seq_len: int
     vocab_size: int  # the runners check token ids against it before anything runs
+    # Constant methods a program carries besides the step (name -> int, bool or list of ints): the metadata of
+    # ExecuTorch's LLM runner convention, for steps that follow it (Family.llm_step_graph).
+    metadata: dict = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:

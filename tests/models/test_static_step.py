@@ -25,3 +25,22 @@ def test_prefill_and_decode_match_the_eager_model(tmp_path):
     torch.testing.assert_close(torch.cat(outputs, dim=1), full, rtol=1e-5, atol=1e-5)
     assert len(caches) == 2 * model.config.num_hidden_layers
     assert all(not cache[:, :, 12:].any() for cache in caches)  # slots past the last token stay empty
+
+
+def test_buffer_cache_step_matches_the_eager_model_and_restarts_at_position_zero(tmp_path):
+    """The LLM-runner form (caches as buffers written in place): prefill + decode equal the eager model, only the
+    slots of written positions change, and a second sequence from position 0 needs no reset."""
+    from edgebit.models.bitnet.step import BufferCacheStep
+
+    model = edgebit.load(write_packed(tmp_path / "ckpt", TinyShape(vocab=64, hidden=48, intermediate=64, heads=4,
+                                                                   kv_heads=2), "bitlinear"))
+    step = BufferCacheStep(model, max_seq_len=20)
+    generator = torch.Generator().manual_seed(1)
+    for length in (12, 9):  # the second sequence overwrites the first one's slots from 0 and ignores the rest
+        ids = torch.randint(0, 64, (1, length), generator=generator)
+        outputs = [step(ids[:, :5], torch.tensor([0]))]
+        outputs += [step(ids[:, t:t + 1], torch.tensor([t])) for t in range(5, length)]
+        torch.testing.assert_close(torch.cat(outputs, dim=1), model(ids), rtol=1e-5, atol=1e-5)
+    caches = [buffer for name, buffer in step.named_buffers() if "_cache_" in name]
+    assert len(caches) == 2 * model.config.num_hidden_layers
+    assert all(cache[:, :, :12].any() and not cache[:, :, 12:].any() for cache in caches)

@@ -7,7 +7,7 @@ from edgebit.checkpoints.layout import Layout
 from edgebit.models.bitnet import checkpoints, summary
 from edgebit.models.bitnet.model import BitNetConfig, BitNetForCausalLM, TernaryLinear
 from edgebit.models.bitnet.genai_step import bitnet_genai_decoder
-from edgebit.models.bitnet.step import bitnet_step_graph
+from edgebit.models.bitnet.step import bitnet_llm_step_graph, bitnet_step_graph
 from edgebit.models.family import Family
 
 FAMILY = Family(
@@ -29,4 +29,5 @@ FAMILY = Family(
     summary_rows=summary.summary_rows,
     encodings=checkpoints.ENCODINGS,
     genai_decoder=bitnet_genai_decoder,
+    llm_step_graph=bitnet_llm_step_graph,
 )

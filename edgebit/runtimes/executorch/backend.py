@@ -2,6 +2,15 @@
 -> ``to_edge_transform_and_lower`` (XNNPACK takes the dense float parts: norms, attention, an untied head) ->
 ``to_executorch`` -> ``model.pte``, run on the device by a C++ runner over ExecuTorch's Module API.
 
+A family with a step in the convention of ExecuTorch's own LLM runner (``Family.llm_step_graph``) is exported
+in that form: ``forward(tokens [1, T], input_pos [1]) -> logits``, the KV caches inside the program as mutable buffers
+written in place (``index_put_``, kept in place by ExecuTorch's re-inplacing pass: a step writes its T slots, nothing
+is copied in or out), and constant methods with the metadata that runner reads (``get_max_seq_len``,
+``get_max_context_len``, ``get_vocab_size``, ``use_kv_cache``, ``enable_dynamic_shape``, ``get_bos_id``,
+``get_eos_ids``, ...). ExecuTorch's ``TextLLMRunner`` then generates from the bundle's ``model.pte`` and
+``tokenizer.json`` once edgebit's kernel library is loaded into its process; edgebit's runner drives the same
+``forward`` (model.conf lists no states). Other families keep the step with explicit state inputs and outputs.
+
 edgebit's operators (``edgebit::ternary_linear``, ``binary_linear``, ``selective_scan``) stay in the program as
 out-variant custom ops with their packed uint8 weights as constants, executed by the C++ kernels in
 ``ops/*/executorch_adapter.cpp``. One ``forward`` method serves prefill (T tokens) and decode (T = 1): its inputs are
@@ -73,15 +82,24 @@ def _import_quietly() -> None:
             logger.setLevel(level)
 
 
+def program_step_graph(model: torch.nn.Module, max_seq_len: int) -> StepGraph:
+    """The step a .pte carries: the family's LLM-runner form where it has one, else its step with explicit state."""
+    from edgebit.models import family_of
+
+    llm_step_graph = family_of(model).llm_step_graph
+    return llm_step_graph(model, max_seq_len) if llm_step_graph else step_graph(model, max_seq_len)
+
+
 def export_program(model: torch.nn.Module, max_seq_len: int) -> tuple[bytes, StepGraph]:
     """The .pte bytes of ``model``'s step graph (deterministic: the same model gives the same bytes)."""
-    graph = step_graph(model, max_seq_len)
+    graph = program_step_graph(model, max_seq_len)
     tied_head = getattr(model, "lm_head", None) is None
-    return _program(graph.module, graph.example, graph.dynamic_shapes, tied_head), graph
+    return _program(graph.module, graph.example, graph.dynamic_shapes, tied_head, graph.metadata), graph
 
 
-def _program(module: torch.nn.Module, example: tuple, dynamic_shapes, tied_head: bool) -> bytes:
-    """torch.export -> XNNPACK partition -> .pte bytes."""
+def _program(module: torch.nn.Module, example: tuple, dynamic_shapes, tied_head: bool,
+             metadata: dict | None = None) -> bytes:
+    """torch.export -> XNNPACK partition -> .pte bytes, with ``metadata`` as constant methods."""
     _import_quietly()
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
@@ -89,11 +107,15 @@ def _program(module: torch.nn.Module, example: tuple, dynamic_shapes, tied_head:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # executorch's lowering warns about its own deprecated pytree helpers
         exported = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
-        edge = to_edge_transform_and_lower(exported, partitioner=[_partitioner(tied_head)])
+        edge = to_edge_transform_and_lower(exported, partitioner=[_partitioner(tied_head)],
+                                           constant_methods=metadata or None)
         # Inputs are not memory-planned: the runtime reads the caller's buffers (tokens, KV caches or SSM states)
-        # in place instead of copying them into the arena on every step.
+        # in place instead of copying them into the arena on every step. Buffers the step mutates (KV caches) live
+        # in the planned memory; re-inplacing turns their functional index_put into the in-place kernel, so no
+        # write-back copy of a whole cache follows.
         program = edge.to_executorch(ExecutorchBackendConfig(
-            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False)))
+            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+            run_reinplace_pass=bool(edge.exported_program().graph_signature.buffers_to_mutate)))
     return program.buffer
 
 

@@ -1,6 +1,8 @@
 // edgebit's ExecuTorch device runner: the Module API runs model.pte's "forward" (the step graph of
-// edgebit/step_graph.py, symbolic token count), carrying the recurrent state (KV caches or conv + SSM states)
-// between steps; runner_driver.h does the files and the commands.
+// edgebit/models/step_graph.py, symbolic token count); runner_driver.h does the files and the commands. Two forms:
+// BitNet's program keeps its KV caches inside (mutable buffers written in place, ExecuTorch's LLM-runner convention;
+// model.conf lists no states), so a step passes tokens and position and gets logits; Bi-Mamba's takes and returns its
+// conv + SSM states, which this runner carries between steps (one "state" line each in model.conf).
 //
 // Links only the ExecuTorch runtime libraries (no libtorch) and libedgebit_executorch_ops.so (the edgebit::
 // kernels), all found in $ORIGIN/../lib. Threads: EDGEBIT_NUM_THREADS (default 1) sizes ExecuTorch's shared thread
@@ -57,9 +59,16 @@ class Model {
     if (error != Error::Ok)
       throw std::runtime_error("cannot load " + dir + "/model.pte (ExecuTorch error " +
                                std::to_string(static_cast<int>(error)) + ")");
+    // model.conf must describe this program: tokens, the position if it takes one, one input per carried state.
+    const auto meta = module_.method_meta(kMethod);
+    const size_t expected = 1 + (conf_.takes_position ? 1 : 0) + conf_.state_shapes.size();
+    if (meta.ok() && meta->num_inputs() != expected)
+      throw edgebit::InputError(dir + "/model.conf describes " + std::to_string(expected) + " inputs but model.pte takes " +
+                                std::to_string(meta->num_inputs()) + "; export the bundle again");
     for (const auto& shape : conf_.state_shapes) states_.emplace_back(edgebit::NumElements(shape), 0.0f);
   }
 
+  // States inside the program need no reset: a new sequence starts at position 0 and reads only the slots it wrote.
   void ResetState() {
     for (auto& state : states_) std::fill(state.begin(), state.end(), 0.0f);
   }
