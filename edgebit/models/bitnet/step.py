@@ -15,7 +15,7 @@ computes the same numbers (tests check step == forward, prefill and decode alike
 
 ExecuTorch takes a second form, :class:`BufferCacheStep`, in the convention of ExecuTorch's own LLM runner
 (``extension/llm/runner``): ``forward(tokens [1, T], input_pos [1]) -> logits [1, T, V]`` with every layer's caches held
-inside the program as mutable buffers, written in place (``cache[:, :, positions] = k``, an ``index_put_`` that
+inside the program as mutable buffers, written in place (``index_put_`` at the T new positions, which
 ExecuTorch's re-inplacing keeps in place), so a step costs what its T tokens need instead of carrying every cache in
 and out. Both forms share the layer code below.
 """
