@@ -22,8 +22,10 @@ def readme_commands() -> list[list[str]]:
 
 
 def command_path(words: list[str]) -> list[str]:
-    """The (sub)command words: `vm start arm64` -> [vm, start]."""
+    """The (sub)command words: `vm start arm64` -> [vm, start]; none for edgebit's own options (`--version`)."""
     groups = {"vm"}
+    if words[0].startswith("-"):
+        return []
     return words[:2] if words[0] in groups else words[:1]
 
 
@@ -39,6 +41,12 @@ def test_every_readme_command_and_option_exists(words):
     helptext = re.sub(r"\s+", " ", result.stdout)
     for option in (w for w in words if w.startswith("-")):
         assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", helptext), (option, path)
+
+
+def test_version():
+    from edgebit import __version__
+
+    assert run_cli("--version", check=True).stdout.strip() == f"edgebit {__version__}"
 
 
 def test_inspect_table():
