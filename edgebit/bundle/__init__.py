@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgebit import __version__
-from edgebit.checkpoints.files import sha256_of
+from edgebit.checkpoints.files import read_json, sha256_of
 
 from edgebit.bundle.layout import (LIB_DIR, LOADER_DIR, MANIFEST, MANIFEST_SIG, MODEL_CONF, REFERENCE_INPUTS,
                                    REFERENCE_LOGITS, RUNNER, RUNTIMES_DIR, TOKENIZER, runtime_dir)
@@ -146,10 +146,7 @@ class Bundle:
         path = root / MANIFEST
         if not path.is_file():
             raise BundleError(f"{root}: not a bundle (no {MANIFEST}); create one with `edgebit export`")
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{path}: not valid JSON ({exc}); export the bundle again")
+        manifest = read_json(path, BundleError, "export the bundle again")
         return cls(root, Manifest.from_dict(manifest, str(path)))
 
     @property

@@ -14,6 +14,7 @@ from edgebit.errors import EdgebitError
 
 FORMAT_VERSION = 3  # 3: the bundle carries its loader and C/C++ runtime (loader/)
 HEX = set("0123456789abcdef")
+NAME_MAX = 255  # bytes in one file name (Linux); a longer one cannot be in the bundle
 
 
 class ManifestError(EdgebitError):
@@ -33,8 +34,9 @@ def _require(record: dict, key: str, kind: type | tuple, where: str):
 def check_relative_path(path: str, where: str) -> str:
     """``path`` if it is a plain relative path inside the bundle (no ``..``, not absolute), else an error."""
     parts = PurePosixPath(path).parts
-    if not path or path.startswith("/") or "\\" in path or any(p in ("..", ".", "") for p in parts):
-        raise ManifestError(f"{where}: {path!r} is not a path inside the bundle; export the bundle again")
+    if (not path or path.startswith("/") or "\\" in path or "\0" in path or any(p in ("..", ".", "") for p in parts)
+            or any(len(p.encode("utf-8", "surrogatepass")) > NAME_MAX for p in parts)):
+        raise ManifestError(f"{where}: {path[:100]!r} is not a path inside the bundle; export the bundle again")
     return path
 
 
@@ -101,6 +103,11 @@ class Manifest:
             if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= HEX:
                 raise ManifestError(f"{where}: the sha256 of {path!r} is not 64 hex digits; export the bundle again")
         layout = model.get("layout")
+        features, tvm = target.get("features") or [], target.get("tvm") or {}
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise ManifestError(f"{where}: target 'features' must be a list of strings; export the bundle again")
+        if not isinstance(tvm, dict):
+            raise ManifestError(f"{where}: target 'tvm' must be an object; export the bundle again")
         return cls(
             model=ModelRecord(_require(model, "family", str, f"{where} model"), config, max_seq_len,
                               layout if isinstance(layout, str) else None),
@@ -109,6 +116,6 @@ class Manifest:
                                 _require(target, "debian_arch", str, f"{where} target"),
                                 check_relative_path(_require(target, "loader", str, f"{where} target"),
                                                     f"{where} target.loader"),
-                                list(target.get("features") or []), dict(target.get("tvm") or {})),
+                                list(features), dict(tvm)),
             runtimes=dict(runtimes), files=dict(files), built_on=str(data.get("built_on", "")),
             edgebit_version=str(data.get("edgebit_version", "")), format_version=version)

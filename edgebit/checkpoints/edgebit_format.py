@@ -108,7 +108,7 @@ def load_checkpoint_dir(config: dict, source: TensorSource):
         raise CheckpointError(f"{source.directory}: edgebit checkpoint format {version} is not supported by this "
                               f"edgebit (reads format {FORMAT_VERSION}); upgrade edgebit")
     name = config.get("family")
-    if name not in families():
+    if not isinstance(name, str) or name not in families():
         raise CheckpointError(f"{source.directory}: unknown model family {name!r} (known: {', '.join(families())})")
     family = families()[name]
     encoding = config.get("weight_encoding", family.encodings[0])
@@ -120,7 +120,12 @@ def load_checkpoint_dir(config: dict, source: TensorSource):
 
 def config_from_record(config_class, config: dict, source: TensorSource):
     """``config_class`` from the checkpoint's "config" record, or a clear error naming the file."""
+    record = config.get("config")
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{source.directory}/config.json: \"config\" must be an object with the model's "
+                              f"shape, not {type(record).__name__}; restore config.json from the original checkpoint")
     try:
-        return config_class.from_dict(config["config"])
+        return config_class.from_dict(record)
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source.directory}/config.json: invalid model config ({exc})")
+        raise CheckpointError(f"{source.directory}/config.json: invalid model config ({exc}); restore config.json "
+                              "from the original checkpoint")

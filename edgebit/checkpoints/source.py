@@ -15,6 +15,18 @@ class TensorSource:
         self.directory = directory
         self.tensors = tensors
 
+    def check_fits(self, config) -> None:
+        """Before a model is built from ``config`` (a family's config, with ``weight_count()`` and
+        ``num_hidden_layers``): the files must be able to hold it. Every layer stores at least one tensor and every
+        stored value at most 8 weights (1-bit signs), so a config beyond that does not describe these files, and
+        building its model would only allocate memory the files never had."""
+        stored = sum(t.numel() for t in self.tensors.values())
+        weights, layers = config.weight_count(), config.num_hidden_layers
+        if weights > 8 * stored or layers > len(self.tensors):
+            raise CheckpointError(f"{self.directory}: config.json describes {layers:,} layers and {weights:,} weights "
+                                  f"but the weight files hold {len(self.tensors):,} tensors of {stored:,} values; "
+                                  "config.json does not match the weights: restore it from the original checkpoint")
+
     def has(self, name: str) -> bool:
         return name in self.tensors
 

@@ -49,48 +49,57 @@ def fit_fbi(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return signs.to(torch.int8), alpha[None].float(), beta[None].float(), error
 
 
-def _json_float(value) -> float:
-    """transformers writes infinity in config.json as {"__float__": "Infinity"}."""
-    return float(value["__float__"]) if isinstance(value, dict) and "__float__" in value else float(value)
+def _json_float(value):
+    """transformers writes infinity in config.json as {"__float__": "Infinity"}; other values are returned as they
+    are (BiMambaConfig checks them)."""
+    if isinstance(value, dict) and "__float__" in value:
+        try:
+            return float(value["__float__"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+    return value
 
 
 def config_from_hf(config: dict) -> BiMambaConfig:
     try:
-        return BiMambaConfig(vocab_size=int(config["vocab_size"]), hidden_size=int(config["hidden_size"]),
-                             num_hidden_layers=int(config["num_hidden_layers"]), num_heads=int(config["num_heads"]),
-                             head_dim=int(config["head_dim"]), state_size=int(config.get("state_size", 128)),
-                             expand=int(config.get("expand", 2)), n_groups=int(config.get("n_groups", 8)),
-                             conv_kernel=int(config.get("conv_kernel", 4)),
-                             layer_norm_epsilon=float(config.get("layer_norm_epsilon", 1e-5)),
-                             use_conv_bias=bool(config.get("use_conv_bias", True)),
-                             use_bias=bool(config.get("use_bias", False)),
-                             time_step_limit=tuple(_json_float(v) for v in
-                                                   config.get("time_step_limit", (0.0, float("inf")))),
-                             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-                             bos_token_id=config.get("bos_token_id"), eos_token_id=config.get("eos_token_id"))
+        limit = config.get("time_step_limit", (0.0, float("inf")))
+        eos = config.get("eos_token_id")
+        return BiMambaConfig(vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
+                             num_hidden_layers=config["num_hidden_layers"], num_heads=config["num_heads"],
+                             head_dim=config["head_dim"], state_size=config.get("state_size", 128),
+                             expand=config.get("expand", 2), n_groups=config.get("n_groups", 8),
+                             conv_kernel=config.get("conv_kernel", 4),
+                             layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
+                             use_conv_bias=config.get("use_conv_bias", True), use_bias=config.get("use_bias", False),
+                             time_step_limit=tuple(_json_float(v) for v in limit) if isinstance(limit, list) else limit,
+                             tie_word_embeddings=config.get("tie_word_embeddings", False),
+                             bos_token_id=config.get("bos_token_id"),
+                             eos_token_id=(eos[0] if eos else None) if isinstance(eos, list) else eos)
     except KeyError as exc:
         raise CheckpointError(f"config.json lacks {exc.args[0]!r}, which a Mamba-2 config needs")
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"config.json: {exc}")
+    except ValueError as exc:
+        raise CheckpointError(f"config.json: {exc}; restore config.json from the original checkpoint")
 
 
 def config_from_mamba_ssm(config: dict, vocab_rows: int) -> BiMambaConfig:
     ssm = config["ssm_cfg"]
     if ssm.get("layer", "Mamba2") != "Mamba2":
         raise CheckpointError(f"ssm_cfg.layer {ssm.get('layer')!r}: only Mamba-2 layers are supported")
-    d_model, expand = int(config["d_model"]), int(ssm.get("expand", 2))
-    head_dim = int(ssm.get("headdim", 64))
+    d_model, expand, head_dim = config["d_model"], ssm.get("expand", 2), ssm.get("headdim", 64)
+    for name, value in (("d_model", d_model), ("ssm_cfg.expand", expand), ("ssm_cfg.headdim", head_dim)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CheckpointError(f"config.json: {name} must be a whole number from 1, not {value!r}; restore "
+                                  "config.json from the original checkpoint")
     if (expand * d_model) % head_dim:
         raise CheckpointError(f"expand * d_model ({expand * d_model}) is not a multiple of headdim ({head_dim})")
     try:
-        return BiMambaConfig(vocab_size=vocab_rows, hidden_size=d_model, num_hidden_layers=int(config["n_layer"]),
+        return BiMambaConfig(vocab_size=vocab_rows, hidden_size=d_model, num_hidden_layers=config.get("n_layer"),
                              num_heads=expand * d_model // head_dim, head_dim=head_dim,
-                             state_size=int(ssm.get("d_state", 128)), expand=expand,
-                             n_groups=int(ssm.get("ngroups", 1)), conv_kernel=int(ssm.get("d_conv", 4)),
-                             use_conv_bias=bool(ssm.get("conv_bias", True)), use_bias=bool(ssm.get("bias", False)),
-                             tie_word_embeddings=bool(config.get("tie_embeddings", True)))
+                             state_size=ssm.get("d_state", 128), expand=expand, n_groups=ssm.get("ngroups", 1),
+                             conv_kernel=ssm.get("d_conv", 4), use_conv_bias=ssm.get("conv_bias", True),
+                             use_bias=ssm.get("bias", False), tie_word_embeddings=config.get("tie_embeddings", True))
     except ValueError as exc:
-        raise CheckpointError(f"config.json: {exc}")
+        raise CheckpointError(f"config.json: {exc}; restore config.json from the original checkpoint")
 
 
 def _load(model: BiMambaForCausalLM, source: TensorSource, embedding_key: str) -> BiMambaForCausalLM:
@@ -135,25 +144,31 @@ def _check_groups(c: BiMambaConfig, source: TensorSource) -> None:
     """in_proj's row count pins n_groups and heads: a mismatch is a config error, said plainly."""
     key = "backbone.layers.0.mixer.in_proj.weight"
     if source.has(key):
-        rows = source.tensors[key].shape[0]
+        shape = tuple(source.tensors[key].shape)
         expected = 2 * c.intermediate_size + 2 * c.n_groups * c.state_size + c.num_heads
-        if rows != expected:
-            raise CheckpointError(f"{source.directory}: in_proj has {rows} rows but the config (heads {c.num_heads}, "
-                                  f"n_groups {c.n_groups}, state {c.state_size}) implies {expected}; "
-                                  "fix num_heads / n_groups in config.json")
+        if not shape or shape[0] != expected:
+            raise CheckpointError(f"{source.directory}: in_proj has shape {shape} but the config (heads "
+                                  f"{c.num_heads}, n_groups {c.n_groups}, state {c.state_size}) implies {expected} "
+                                  "rows; fix num_heads / n_groups in config.json")
+
+
+def _new_model(c: BiMambaConfig, source: TensorSource) -> BiMambaForCausalLM:
+    _check_groups(c, source)
+    source.check_fits(c)
+    return BiMambaForCausalLM(c)
 
 
 def load_hf_mamba2(config: dict, source: TensorSource) -> BiMambaForCausalLM:
-    c = config_from_hf(config)
-    _check_groups(c, source)
-    return _load(BiMambaForCausalLM(c), source, "backbone.embeddings.weight")
+    return _load(_new_model(config_from_hf(config), source), source, "backbone.embeddings.weight")
 
 
 def load_mamba_ssm(config: dict, source: TensorSource) -> BiMambaForCausalLM:
-    vocab_rows = source.take("backbone.embedding.weight").shape[0]  # padded to pad_vocab_size_multiple
-    c = config_from_mamba_ssm(config, vocab_rows)
-    _check_groups(c, source)
-    return _load(BiMambaForCausalLM(c), source, "backbone.embedding.weight")
+    embedding = source.take("backbone.embedding.weight")
+    if embedding.dim() != 2:
+        raise CheckpointError(f"{source.directory}: tensor 'backbone.embedding.weight' has shape "
+                              f"{tuple(embedding.shape)}, not [vocab, d_model]; the checkpoint is damaged")
+    c = config_from_mamba_ssm(config, embedding.shape[0])  # vocab padded to pad_vocab_size_multiple
+    return _load(_new_model(c, source), source, "backbone.embedding.weight")
 
 
 # edgebit's own format (edgebit.checkpoints.edgebit_format)
@@ -166,7 +181,7 @@ def save_tensors(model: BiMambaForCausalLM, encoding: str) -> dict[str, torch.Te
 
 def load_edgebit(config: dict, source: TensorSource) -> BiMambaForCausalLM:
     """An edgebit checkpoint of this family: per projection w_signs, alpha, beta; the rest as stored."""
-    model = BiMambaForCausalLM(config_from_record(BiMambaConfig, config, source))
+    model = _new_model(config_from_record(BiMambaConfig, config, source), source)
     for name, layer in model.binary_layers().items():
         packed = source.take(f"{name}.w_signs", (layer.out_features, -(-layer.in_features // 8)), allow_zero=True)
         layer.set_packed(packed, source.take(f"{name}.alpha", (1, layer.in_features)),

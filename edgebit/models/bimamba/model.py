@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgebit.models.config_checks import check_flags, check_positive_floats, check_sizes, check_token_ids
 from edgebit.models.layers import RMSNorm, layers_of, output_logits, pack_layers
 from edgebit_ops.binary_matmul import binary_linear, pack_signs, unpack_signs
 from edgebit_ops.selective_scan import selective_scan, selective_scan_chunked
@@ -43,7 +44,17 @@ class BiMambaConfig:
     eos_token_id: int | None = None
 
     def __post_init__(self) -> None:
-        self.time_step_limit = tuple(float(v) for v in self.time_step_limit)
+        check_sizes(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_heads", "head_dim", "state_size",
+                    "expand", "n_groups", "conv_kernel")
+        check_positive_floats(self, "layer_norm_epsilon")
+        check_flags(self, "use_conv_bias", "use_bias", "tie_word_embeddings")
+        check_token_ids(self, "bos_token_id", "eos_token_id")
+        limit = self.time_step_limit
+        if (not isinstance(limit, (list, tuple)) or len(limit) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in limit)
+                or limit[0] > limit[1]):
+            raise ValueError(f"time_step_limit must be two numbers [low, high] with low <= high, not {limit!r}")
+        self.time_step_limit = tuple(float(v) for v in limit)
         if self.intermediate_size != self.num_heads * self.head_dim:
             raise ValueError(f"expand * hidden_size ({self.intermediate_size}) must equal num_heads * head_dim "
                              f"({self.num_heads} * {self.head_dim})")
@@ -57,6 +68,13 @@ class BiMambaConfig:
     @property
     def conv_dim(self) -> int:
         return self.intermediate_size + 2 * self.n_groups * self.state_size
+
+    def weight_count(self) -> int:
+        """How many weights a model of this config holds (what building it allocates, before packing)."""
+        h, inner, conv = self.hidden_size, self.intermediate_size, self.conv_dim
+        in_proj = h * (inner + conv + self.num_heads) + 2 * h
+        layer = in_proj + inner * h + 2 * inner + conv * (self.conv_kernel + 1) + 3 * self.num_heads + inner + h
+        return self.vocab_size * h * (1 if self.tie_word_embeddings else 2) + self.num_hidden_layers * layer + h
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

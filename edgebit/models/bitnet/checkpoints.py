@@ -38,34 +38,37 @@ def is_1bitllm(config: dict, source: TensorSource) -> bool:
     return config.get("model_type") == "llama" and source.has("model.layers.0.self_attn.inner_attn_ln.weight")
 
 
-def _rope_theta(config: dict, default: float) -> float:
+def _rope_theta(config: dict, default: float):
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise CheckpointError(f"config.json: rope_parameters / rope_scaling must be an object, not {rope!r}; "
+                              "restore config.json from the original checkpoint")
     if rope.get("rope_type", "default") not in ("default", None):
         raise CheckpointError(f"RoPE type {rope['rope_type']!r} is not supported (only the default RoPE)")
-    return float(config.get("rope_theta", rope.get("rope_theta", default)))
+    return config.get("rope_theta", rope.get("rope_theta", default))  # checked by BitNetConfig
 
 
 def model_config(config: dict, hidden_act: str | None = None, rope_default: float = 500000.0) -> BitNetConfig:
-    """edgebit's BitNetConfig from a transformers-style config.json."""
+    """edgebit's BitNetConfig from a transformers-style config.json (BitNetConfig checks the values)."""
     try:
         act = hidden_act or config.get("hidden_act", "relu2")
         if act not in ACTIVATIONS:
             raise CheckpointError(f"hidden_act {act!r} is not a BitNet activation (supported: {ACTIVATIONS})")
-        heads = int(config["num_attention_heads"])
+        heads = config["num_attention_heads"]
         bos, eos = config.get("bos_token_id"), config.get("eos_token_id")
         return BitNetConfig(
-            vocab_size=int(config["vocab_size"]), hidden_size=int(config["hidden_size"]),
-            intermediate_size=int(config["intermediate_size"]), num_hidden_layers=int(config["num_hidden_layers"]),
-            num_attention_heads=heads, num_key_value_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=config.get("head_dim"), hidden_act=act, rms_norm_eps=float(config.get("rms_norm_eps", 1e-5)),
+            vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
+            intermediate_size=config["intermediate_size"], num_hidden_layers=config["num_hidden_layers"],
+            num_attention_heads=heads, num_key_value_heads=config.get("num_key_value_heads") or heads,
+            head_dim=config.get("head_dim"), hidden_act=act, rms_norm_eps=config.get("rms_norm_eps", 1e-5),
             rope_theta=_rope_theta(config, rope_default),
-            max_position_embeddings=int(config.get("max_position_embeddings", 2048)),
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            bos_token_id=bos, eos_token_id=eos[0] if isinstance(eos, list) else eos)
+            max_position_embeddings=config.get("max_position_embeddings", 2048),
+            tie_word_embeddings=config.get("tie_word_embeddings", False),
+            bos_token_id=bos, eos_token_id=(eos[0] if eos else None) if isinstance(eos, list) else eos)
     except KeyError as exc:
         raise CheckpointError(f"config.json lacks {exc.args[0]!r}, which a BitNet config needs")
     except ValueError as exc:
-        raise CheckpointError(f"config.json: {exc}")
+        raise CheckpointError(f"config.json: {exc}; restore config.json from the original checkpoint")
 
 
 def _set_hf_projection(layer: TernaryLinear, name: str, source: TensorSource, quantization: dict) -> str:
@@ -118,20 +121,28 @@ def _hf_name(name: str, renames: dict[str, str] | None = None) -> str:
     return stored
 
 
+def _new_model(config: BitNetConfig, source: TensorSource) -> BitNetForCausalLM:
+    source.check_fits(config)
+    return BitNetForCausalLM(config)
+
+
 def load_hf_bitnet(config: dict, source: TensorSource) -> BitNetForCausalLM:
     quantization = config.get("quantization_config") or {}
+    if not isinstance(quantization, dict):
+        raise CheckpointError(f"config.json: quantization_config must be an object, not {quantization!r}; "
+                              "restore config.json from the original checkpoint")
     if quantization and quantization.get("quant_method", "bitnet") != "bitnet":
         raise CheckpointError(f"quantization_config.quant_method {quantization.get('quant_method')!r} is not bitnet")
     if quantization.get("use_rms_norm"):
         raise CheckpointError("quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported")
-    model = BitNetForCausalLM(model_config(config))
+    model = _new_model(model_config(config), source)
     fill_bitnet(model, source, lambda layer, name: _set_hf_projection(layer, f"model.{name}", source, quantization),
                 _hf_name)
     return model
 
 
 def load_1bitllm(config: dict, source: TensorSource) -> BitNetForCausalLM:
-    model = BitNetForCausalLM(model_config(config, hidden_act=None, rope_default=10000.0))
+    model = _new_model(model_config(config, hidden_act=None, rope_default=10000.0), source)
 
     def set_latent(layer: TernaryLinear, name: str) -> str:
         stored = f"model.{name}.weight"
@@ -165,7 +176,7 @@ def save_tensors(model: BitNetForCausalLM, encoding: str) -> dict[str, torch.Ten
 def load_edgebit(config: dict, source: TensorSource) -> BitNetForCausalLM:
     """An edgebit checkpoint of this family (encoding checked by edgebit.checkpoints.edgebit_format)."""
     encoding = config.get("weight_encoding", ENCODINGS[0])
-    model = BitNetForCausalLM(config_from_record(BitNetConfig, config, source))
+    model = _new_model(config_from_record(BitNetConfig, config, source), source)
 
     def set_projection(layer, name: str) -> str:
         out_f, in_f = layer.out_features, layer.in_features

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgebit.models.config_checks import (check_choice, check_flags, check_positive_floats, check_sizes,
+                                          check_token_ids)
 from edgebit.models.layers import RMSNorm, layers_of, output_logits, pack_layers
 from edgebit.quant.packing import pack_planar, unpack_planar
 from edgebit.quant.activations import fake_quant_activations_ste, fake_quant_weights_ste, quantize_weights
@@ -51,10 +53,18 @@ class BitNetConfig:
     eos_token_id: int | None = None
 
     def __post_init__(self) -> None:
+        check_sizes(self, "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                    "num_attention_heads", "num_key_value_heads", "max_position_embeddings")
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+            if not self.head_dim:
+                raise ValueError(f"num_attention_heads ({self.num_attention_heads}) exceeds hidden_size "
+                                 f"({self.hidden_size}): set head_dim")
+        check_sizes(self, "head_dim")
+        check_choice(self, "hidden_act", ACTIVATIONS)
+        check_positive_floats(self, "rms_norm_eps", "rope_theta")
+        check_flags(self, "tie_word_embeddings")
+        check_token_ids(self, "bos_token_id", "eos_token_id")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
@@ -62,6 +72,13 @@ class BitNetConfig:
             )
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+
+    def weight_count(self) -> int:
+        """How many weights a model of this config holds (what building it allocates, before packing)."""
+        h = self.hidden_size
+        inner, kv = self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        layer = h * (2 * inner + 2 * kv) + 3 * h * self.intermediate_size + inner + self.intermediate_size + 2 * h
+        return self.vocab_size * h * (1 if self.tie_word_embeddings else 2) + self.num_hidden_layers * layer + h
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
