@@ -94,6 +94,13 @@ class Reader:
     def prepare(self, work: Path) -> None:
         """Build the seed inputs under ``work`` (kept: a second call reuses them)."""
 
+    def seed_names(self) -> list[str]:
+        return []
+
+    def write_seed(self, name: str, case: Path) -> None:
+        """Write the seed input ``name``, unmutated, into the (empty) directory ``case``."""
+        raise NotImplementedError
+
     def make_case(self, rng: random.Random, case: Path) -> str:
         """Write one mutated input into the (empty) directory ``case``; return a short description."""
         raise NotImplementedError
@@ -128,7 +135,24 @@ class ManifestReader(Reader):
         self.text = (self.bundle / "manifest.json").read_bytes()
         self.manifest = json.loads(self.text)
 
+    def seed_names(self) -> list[str]:
+        return ["bundle"]
+
+    def write_seed(self, name: str, case: Path) -> None:
+        self._link_files(case)
+        (case / "manifest.json").write_bytes(self.text)
+
     def make_case(self, rng: random.Random, case: Path) -> str:
+        self._link_files(case)
+        if rng.random() < 0.75:
+            document, what = mutators.mutate_json_value(self.manifest, rng), "manifest structure"
+            data = mutators.dumps(document, rng)
+        else:
+            data, what = mutators.mutate_bytes(self.text, rng), "manifest bytes"
+        (case / "manifest.json").write_bytes(data)
+        return what
+
+    def _link_files(self, case: Path) -> None:
         for path in self.bundle.rglob("*"):  # hard links: the files cost nothing per case
             if path.is_file() and path.name != "manifest.json":
                 target = case / path.relative_to(self.bundle)
@@ -137,13 +161,6 @@ class ManifestReader(Reader):
                     os.link(path, target)
                 except OSError:  # a file system without hard links
                     shutil.copy2(path, target)
-        if rng.random() < 0.75:
-            document, what = mutators.mutate_json_value(self.manifest, rng), "manifest structure"
-            data = mutators.dumps(document, rng)
-        else:
-            data, what = mutators.mutate_bytes(self.text, rng), "manifest bytes"
-        (case / "manifest.json").write_bytes(data)
-        return what
 
     def run_case(self, case: Path) -> None:
         from edgebit.bundle import Bundle
@@ -181,6 +198,13 @@ class CheckpointReader(Reader):
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
             self.seeds[directory.name] = {p.name: p.read_bytes() for p in directory.iterdir()
                                           if p.name in ("config.json", "model.safetensors")}
+
+    def seed_names(self) -> list[str]:
+        return sorted(self.seeds)
+
+    def write_seed(self, name: str, case: Path) -> None:
+        for file_name, data in self.seeds[name].items():
+            (case / file_name).write_bytes(data)
 
     def make_case(self, rng: random.Random, case: Path) -> str:
         name = rng.choice(sorted(self.seeds))
@@ -227,6 +251,12 @@ class TokenizerReader(Reader):
             write_seed_tokenizers(root)
             done.write_text("")
         self.seeds = {p.stem: p.read_bytes() for p in sorted(root.glob("*.json"))}
+
+    def seed_names(self) -> list[str]:
+        return sorted(self.seeds)
+
+    def write_seed(self, name: str, case: Path) -> None:
+        (case / "tokenizer.json").write_bytes(self.seeds[name])
 
     def make_case(self, rng: random.Random, case: Path) -> str:
         name = rng.choice(sorted(self.seeds))
@@ -344,27 +374,34 @@ def write_seed_checkpoints(root: Path) -> None:
 
 
 def write_seed_tokenizers(root: Path) -> None:
-    """The demo's BPE tokenizer.json and small trained WordPiece, WordLevel and Unigram tokenizers."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    """The demo's BPE tokenizer.json and small WordPiece, WordLevel and Unigram tokenizers whose vocabularies are
+    the demo corpus's most frequent words and characters (built by hand: the library's trainers are not
+    deterministic, and a seed must give the same cases on every run)."""
+    import collections
+    import math
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     root.mkdir(parents=True)
     shutil.copyfile(REPO / "edgebit" / "demo" / "bitnet-demo" / "tokenizer.json", root / "bpe-demo.json")
-    corpus = [line for line in (REPO / "edgebit" / "demo" / "heldout.txt").read_text().splitlines()[:400] if line]
+    text = (REPO / "edgebit" / "demo" / "heldout.txt").read_text()[:50_000].lower()
+    words = collections.Counter(text.split())
+    frequent = [w for w, _ in sorted(words.items(), key=lambda item: (-item[1], item[0]))[:150]]
+    chars = sorted(set(text) - set(" \n\t"))
+    total = sum(words.values())
     kinds = {
-        "wordpiece": (models.WordPiece(unk_token="[UNK]"), trainers.WordPieceTrainer(
-            vocab_size=200, special_tokens=["[UNK]", "[CLS]"]), decoders.WordPiece()),
-        "wordlevel": (models.WordLevel(unk_token="[UNK]"), trainers.WordLevelTrainer(
-            vocab_size=200, special_tokens=["[UNK]"]), None),
-        "unigram": (models.Unigram(), trainers.UnigramTrainer(vocab_size=150, special_tokens=["<unk>"],
-                                                              unk_token="<unk>"), decoders.Metaspace()),
+        "wordlevel": models.WordLevel({w: i for i, w in enumerate(["[UNK]", *frequent])}, unk_token="[UNK]"),
+        "wordpiece": models.WordPiece({w: i for i, w in enumerate(dict.fromkeys(
+            ["[UNK]", "[CLS]", *chars, *(f"##{c}" for c in chars), *frequent]))}, unk_token="[UNK]"),
+        "unigram": models.Unigram([("<unk>", 0.0)] + [(piece, math.log((words.get(piece, 0) + 1) / total))
+                                                     for piece in dict.fromkeys([*chars, *frequent])], 0, False),
     }
-    for name, (model, trainer, decoder) in kinds.items():
+    for name, model in kinds.items():
         tokenizer = Tokenizer(model)
         tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace() if name == "unigram" else pre_tokenizers.Whitespace()
-        if decoder is not None:
-            tokenizer.decoder = decoder
-        tokenizer.train_from_iterator(corpus, trainer)
+        if name != "wordlevel":
+            tokenizer.decoder = decoders.Metaspace() if name == "unigram" else decoders.WordPiece()
         tokenizer.save(str(root / f"{name}.json"))
 
 
@@ -391,8 +428,25 @@ def run_reader(reader: Reader, cases: int, seed: int, work: Path, *, hang_s: flo
     no limit): a reader that tries to allocate more fails with MemoryError or RuntimeError, reported as a crash."""
     work.mkdir(parents=True, exist_ok=True)
     reader.prepare(work)
+    check_seeds(reader, work / f"seed-{reader.name}")
     with address_space_limit(extra_memory_mb):
         return _run_cases(reader, cases, seed, work, hang_s, first, failures_dir, before_case, saves_per_signature)
+
+
+def check_seeds(reader: Reader, scratch: Path) -> None:
+    """Every unmutated seed is accepted (else the fuzzer only tests one error); also the warm-up, so that the
+    first case's time does not include importing torch."""
+    for name in reader.seed_names():
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
+        reader.write_seed(name, scratch)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                reader.run_case(scratch)
+        except Exception as exc:
+            raise RuntimeError(f"the {reader.name} seed {name!r} is not accepted: {exc}") from exc
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_cases(reader, cases, seed, work, hang_s, first, failures_dir, before_case, saves_per_signature):

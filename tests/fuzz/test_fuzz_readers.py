@@ -58,6 +58,15 @@ def test_cases_are_reproducible(tmp_path):
     assert written[0] == written[1]
 
 
+def test_seed_tokenizers_are_the_same_on_every_run(tmp_path):
+    from fuzz.readers import write_seed_tokenizers
+
+    write_seed_tokenizers(tmp_path / "a")
+    write_seed_tokenizers(tmp_path / "b")
+    for path in (tmp_path / "a").iterdir():
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+
+
 def test_safetensors_mutations_keep_the_format_where_they_mean_to():
     """The tensor mutations write well-formed files (so they reach the loaders, past the header checks)."""
     import torch
