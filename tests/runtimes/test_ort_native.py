@@ -215,8 +215,10 @@ def test_runner_runs_the_custom_ops_on_the_device(step_runtime, target_name, dev
         logits = np.load(tmp_path / "logits.npy")
         reference = np.stack([step_reference(weights, row) for row in ids])
         assert np.abs(logits - reference).max() <= 1e-4 * np.abs(reference).max()
-        # greedy decoding: one prefill, then one-token steps that carry the SSM state
-        result = dev.run([*runner, root, "generate", ids_path, "6", f"{root}/gen.npy"], timeout=300, env=env)
+        # greedy decoding: one prefill, then one-token steps that carry the SSM state (generate takes one prompt)
+        np.save(tmp_path / "prompt.npy", ids[:1])
+        prompt_path = dev.push(tmp_path / "prompt.npy")
+        result = dev.run([*runner, root, "generate", prompt_path, "6", f"{root}/gen.npy"], timeout=300, env=env)
         assert result.returncode == 0, result.stderr
         dev.pull(f"{root}/gen.npy", tmp_path / "gen.npy")
     sequence = list(ids[0])
