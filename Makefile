@@ -1,7 +1,7 @@
 # Two commands on a fresh Debian/Ubuntu machine:
 #   make demo   set-up, then the main job on the embedded demo model
 #   make test   set-up, then the whole test suite (make test-quick: without the slow tests, a few minutes)
-.PHONY: setup test-quick demo test bench
+.PHONY: setup test-quick demo test bench bench-peers
 
 setup:
 	@scripts/setup.sh
@@ -21,3 +21,8 @@ bench: setup
 	.venv/bin/python benchmarks/bimamba_decode.py
 	.venv/bin/python benchmarks/runtimes_decode.py
 	.venv/bin/python benchmarks/runtimes_decode.py --family bimamba
+
+# opt-in, never in CI: builds llama.cpp and ik_llama.cpp from their PyPI sdists on first use (~25 min on 2 cores,
+# cached outside the repository) and runs them beside edgebit on the BitNet 2B-4T shape
+bench-peers: setup
+	.venv/bin/python benchmarks/peers.py

@@ -1,0 +1,308 @@
+"""edgebit beside llama.cpp and ik_llama.cpp in one run: the BitNet b1.58 2B-4T shape with the same random ternary
+weights, prefill and decode tokens/s at 1 and 2 threads, bytes read per token and the share of the memory bandwidth
+measured in the same run. Opt-in (`make bench-peers`), never in CI: the peers build from source on first use.
+
+    .venv/bin/python benchmarks/peers.py [--layers 30] [--prompt 128] [--gen 32] [--threads 1 2] [--depth 0]
+                                         [--engines edgebit llama.cpp ik_llama.cpp] [--json]
+
+Peers (cached under $EDGEBIT_CACHE/peers, keyed by source hash and this CPU's flags):
+  * llama.cpp from the `llama-cpp-python` sdist on PyPI (its vendored tree): `llama-bench`, CPU only, -march=native;
+    weights TQ2_0 (2.06 bits), arch `bitnet`, written with the `gguf` package;
+  * ik_llama.cpp from the `ik-llama-cpp-python` sdist: `llama-bench` + `llama-quantize`; an F16 `bitnet-25` file
+    requantized to IQ2_BN (2 bits) with an F16 token embedding.
+Both keep the tied head / embedding in F16 (2 bytes per weight); edgebit's head precision is printed beside them.
+The recorded bitnet.cpp figures of ../shared/NOTES.md stay a note until bitnet.cpp can be built from a registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ternary_gemv import BITNET_2B, model_table, random_ternary_model  # noqa: E402
+
+SDISTS = {"llama.cpp": ("llama-cpp-python", "0.3.36", "vendor/llama.cpp"),
+          "ik_llama.cpp": ("ik-llama-cpp-python", "0.1.5", "vendor/ik_llama.cpp")}
+CMAKE_FLAGS = ["-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
+               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_CURL=OFF",
+               "-DGGML_OPENMP=ON"]
+
+
+def cache_root() -> Path:
+    from edgebit.toolchain import provision
+
+    return provision.cache_dir() / "peers"
+
+
+def cpu_key() -> str:
+    """This CPU's feature flags: a peer built with -march=native runs only where they match."""
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    return hashlib.sha256(flags.encode()).hexdigest()[:8]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- building the peers ----
+def _sdist(package: str, version: str, work: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d",
+                    str(work), f"{package}=={version}"], check=True)
+    return next(work.glob("*.tar.gz"))
+
+
+def _build_info_stand_in(source: Path) -> None:
+    """ik_llama.cpp's sdist lacks common/cmake/build-info-gen-cpp.cmake; a stand-in fills build-info.cpp."""
+    script = source / "common" / "cmake" / "build-info-gen-cpp.cmake"
+    if script.exists():
+        return
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text('set(BUILD_NUMBER 0)\nset(BUILD_COMMIT "sdist")\nset(BUILD_COMPILER "gcc")\n'
+                      'set(BUILD_TARGET "native")\n'
+                      'configure_file(common/build-info.cpp.in common/build-info.cpp)\n')
+
+
+def build_peer(engine: str) -> Path:
+    """The directory holding `llama-bench` (and `llama-quantize` for ik_llama.cpp), built once."""
+    package, version, vendored = SDISTS[engine]
+    final = cache_root() / f"{engine}-{version}-{cpu_key()}"
+    if (final / "llama-bench").exists():
+        return final
+    with tempfile.TemporaryDirectory(dir=cache_root().parent) as tmp:
+        work = Path(tmp)
+        sdist = _sdist(package, version, work)
+        with tarfile.open(sdist) as archive:
+            archive.extractall(work, filter="data")
+        source = next(work.glob(f"*/{vendored}"))
+        targets = ["llama-bench"] + (["llama-quantize"] if engine == "ik_llama.cpp" else [])
+        flags = CMAKE_FLAGS + (["-DLLAMA_BUILD_EXAMPLES=ON"] if engine == "ik_llama.cpp" else
+                               ["-DLLAMA_BUILD_EXAMPLES=OFF"])
+        if engine == "ik_llama.cpp":
+            _build_info_stand_in(source)
+        log(f"building {engine} {version} from its PyPI sdist (minutes; once per CPU)")
+        subprocess.run(["nice", "cmake", "-S", str(source), "-B", str(work / "build"), *flags], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["nice", "cmake", "--build", str(work / "build"), "--target", *targets, "-j",
+                        str(os.cpu_count() or 2)], check=True, stdout=subprocess.DEVNULL)
+        staging = final.with_name(final.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for target in targets:
+            shutil.copy2(next((work / "build").rglob(target)), staging / target)
+        os.replace(staging, final)
+    return final
+
+
+# ---- the same weights as GGUF files ----
+def dense_ternary(layer) -> np.ndarray:
+    """float32 [out, in] = codes * scale of an edgebit packed ternary layer."""
+    from edgebit.quant.packing import unpack_planar
+
+    codes = unpack_planar(layer.w_packed, layer.in_features).numpy().astype(np.float32)
+    return codes * float(layer.w_scale.reshape(-1)[0])
+
+
+GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+              "mlp.down_proj": "ffn_down"}
+
+
+def write_gguf(model, path: Path, arch: str, ternary_type) -> None:
+    """The model as a GGUF of ``arch`` with ternary projections in ``ternary_type`` (F16 embedding, F32 norms)."""
+    import gguf
+
+    c = model.config
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_context_length(4096)
+    writer.add_embedding_length(c.hidden_size)
+    writer.add_block_count(c.num_hidden_layers)
+    writer.add_feed_forward_length(c.intermediate_size)
+    writer.add_head_count(c.num_attention_heads)
+    writer.add_head_count_kv(c.num_key_value_heads)
+    writer.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
+    writer.add_rope_freq_base(c.rope_theta)
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if ternary_type == gguf.GGMLQuantizationType.F16
+                         else gguf.LlamaFileType.MOSTLY_TQ2_0)
+    writer.add_tokenizer_model("none")
+    writer.add_tensor("token_embd.weight", model.embed_tokens.weight.detach().numpy().astype(np.float16))
+    writer.add_tensor("output_norm.weight", model.norm.weight.detach().numpy().astype(np.float32))
+    for i, layer in enumerate(model.layers):
+        norms = {"attn_norm": layer.input_layernorm, "ffn_norm": layer.post_attention_layernorm,
+                 "attn_sub_norm": layer.self_attn.attn_sub_norm, "ffn_sub_norm": layer.mlp.ffn_sub_norm}
+        for name, norm in norms.items():
+            writer.add_tensor(f"blk.{i}.{name}.weight", norm.weight.detach().numpy().astype(np.float32))
+        for ours, theirs in GGUF_NAMES.items():
+            dense = dense_ternary(layer.get_submodule(ours))
+            if ternary_type == gguf.GGMLQuantizationType.F16:
+                writer.add_tensor(f"blk.{i}.{theirs}.weight", dense.astype(np.float16))
+            else:
+                writer.add_tensor(f"blk.{i}.{theirs}.weight", gguf.quants.quantize(dense, ternary_type),
+                                  raw_dtype=ternary_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def peer_models(model, layers: int, peers: list[str]) -> dict[str, Path]:
+    """{engine: GGUF path} of ``model`` for each peer (cached: the weights come from a fixed seed)."""
+    import gguf
+
+    files = {}
+    directory = cache_root() / "gguf"
+    directory.mkdir(parents=True, exist_ok=True)
+    if "llama.cpp" in peers:
+        files["llama.cpp"] = directory / f"bitnet-2b4t-{layers}l-tq2_0.gguf"
+        if not files["llama.cpp"].exists():
+            log("writing the TQ2_0 GGUF for llama.cpp")
+            write_gguf(model, files["llama.cpp"].with_suffix(".tmp"), "bitnet", gguf.GGMLQuantizationType.TQ2_0)
+            os.replace(files["llama.cpp"].with_suffix(".tmp"), files["llama.cpp"])
+    if "ik_llama.cpp" in peers:
+        files["ik_llama.cpp"] = directory / f"bitnet25-2b4t-{layers}l-iq2_bn.gguf"
+        if not files["ik_llama.cpp"].exists():
+            f16 = directory / f"bitnet25-2b4t-{layers}l-f16.gguf"
+            log("writing the F16 bitnet-25 GGUF for ik_llama.cpp and quantizing it to IQ2_BN")
+            write_gguf(model, f16, "bitnet-25", gguf.GGMLQuantizationType.F16)
+            quantize = build_peer("ik_llama.cpp") / "llama-quantize"
+            subprocess.run([str(quantize), "--token-embedding-type", "f16", str(f16),
+                            str(files["ik_llama.cpp"].with_suffix(".tmp")), "iq2_bn"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os.replace(files["ik_llama.cpp"].with_suffix(".tmp"), files["ik_llama.cpp"])
+            f16.unlink()
+    return files
+
+
+# ---- measuring ----
+def llama_bench(engine: str, gguf_path: Path, threads: int, prompt: int, gen: int, depth: int) -> dict:
+    """Median-free llama-bench: it repeats (-r 3) and reports the mean tok/s and its deviation per test."""
+    bench = build_peer(engine) / "llama-bench"
+    args = [str(bench), "-m", str(gguf_path), "-t", str(threads), "-p", str(prompt), "-n", str(gen), "-r", "3",
+            "-o", "json"] + (["-d", str(depth)] if depth else [])
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)
+    pick = lambda kind: next(r for r in rows if (r["n_prompt"] > 0) == (kind == "prefill") and
+                             (r["n_gen"] > 0) == (kind == "decode"))
+    return {"prefill_tokens_per_s": pick("prefill")["avg_ts"], "decode_tokens_per_s": pick("decode")["avg_ts"]}
+
+
+BANDWIDTH_SOURCE = r"""
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+  size_t n = (size_t)1 << 28;  /* 1 GiB of floats, far past any cache */
+  float* a = aligned_alloc(64, n * sizeof(float));
+  memset(a, 1, n * sizeof(float));
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    double start = omp_get_wtime();
+    float sum = 0;
+    #pragma omp parallel for reduction(+:sum) schedule(static)
+    for (size_t i = 0; i < n; ++i) sum += a[i];
+    double t = omp_get_wtime() - start;
+    if (t < best) best = t;
+    if (sum == 42) puts("");
+  }
+  printf("%f\n", n * sizeof(float) / best / 1e9);
+  return 0;
+}
+"""
+
+
+def read_bandwidth(threads: int) -> float:
+    """GB/s of a streaming read with ``threads`` threads (a 1 GiB sum, best of 5), built once."""
+    binary = cache_root() / f"read-bandwidth-{cpu_key()}"
+    if not binary.exists():
+        source = cache_root() / "read_bandwidth.c"
+        source.write_text(BANDWIDTH_SOURCE)
+        subprocess.run(["gcc", "-O3", "-march=native", "-fopenmp", str(source), "-o", str(binary)], check=True)
+    out = subprocess.run([str(binary)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": str(threads)}).stdout
+    return float(out.strip())
+
+
+@dataclass
+class Row:
+    engine: str
+    weights: str
+    threads: int
+    prefill: float
+    decode: float
+    bytes_per_token: float
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=30)
+    parser.add_argument("--prompt", type=int, default=128)
+    parser.add_argument("--gen", type=int, default=32)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--depth", type=int, default=0, help="peers: tokens already in the KV cache (llama-bench -d)")
+    parser.add_argument("--engines", nargs="+", default=["edgebit", "llama.cpp", "ik_llama.cpp"],
+                        choices=["edgebit", "llama.cpp", "ik_llama.cpp"])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    cache_root().mkdir(parents=True, exist_ok=True)
+    peers = [e for e in args.engines if e != "edgebit"]
+    for engine in peers:
+        build_peer(engine)
+    model = random_ternary_model(args.layers)
+    c = model.config
+    ternary_weights = sum(layer.in_features * layer.out_features for layer in model.ternary_layers().values())
+    head = c.vocab_size * c.hidden_size
+    files = peer_models(model, args.layers, peers)
+    del model
+    rows: list[Row] = []
+    load = os.getloadavg()[0]
+    bandwidth = {t: read_bandwidth(t) for t in args.threads}
+    if "edgebit" in args.engines:
+        for result in model_table(args.layers, args.prompt, args.gen):
+            if result["threads"] in args.threads:
+                rows.append(Row("edgebit (TVM)", "planar 2-bit + fp32 head", result["threads"],
+                                result["prefill_tokens_per_s"], result["decode_tokens_per_s"],
+                                result["bytes_per_token"]))
+    bits = {"llama.cpp": ("TQ2_0 + F16 head", 2.0625), "ik_llama.cpp": ("IQ2_BN + F16 head", 2.0)}
+    for engine in peers:
+        for threads in args.threads:
+            measured = llama_bench(engine, files[engine], threads, args.prompt, args.gen, args.depth)
+            weights, bits_per_weight = bits[engine]
+            rows.append(Row(engine, weights, threads, measured["prefill_tokens_per_s"],
+                            measured["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2))
+    fastest = {t: {kind: max([getattr(r, kind) for r in rows if r.threads == t and r.engine in peers] or [0])
+                   for kind in ("prefill", "decode")} for t in args.threads}
+    if args.json:
+        print(json.dumps({"shape": {**BITNET_2B, "num_hidden_layers": args.layers}, "prompt": args.prompt,
+                          "gen": args.gen, "depth": args.depth, "load_average": load,
+                          "read_bandwidth_GB_per_s": bandwidth, "rows": [r.__dict__ for r in rows]}, indent=2))
+        return 0
+    print(f"BitNet b1.58 2B-4T shape ({args.layers} layers, random ternary weights), prompt {args.prompt}, "
+          f"{args.gen} generated, depth {args.depth}; load average {load:.1f}; read bandwidth "
+          + ", ".join(f"{bandwidth[t]:.1f} GB/s @{t}T" for t in args.threads))
+    print(f"{'engine':<15}{'weights':<26}{'thr':>4}{'prefill t/s':>12}{'vs peer':>8}{'decode t/s':>11}{'vs peer':>8}"
+          f"{'GB/token':>9}{'GB/s':>7}{'of bw':>7}")
+    for r in rows:
+        speed = r.bytes_per_token * r.decode / 1e9
+        ratio = lambda kind: (f"{getattr(r, kind) / fastest[r.threads][kind]:.2f}x"
+                              if fastest[r.threads][kind] else "-")
+        print(f"{r.engine:<15}{r.weights:<26}{r.threads:>4}{r.prefill:>12.1f}{ratio('prefill'):>8}{r.decode:>11.1f}"
+              f"{ratio('decode'):>8}{r.bytes_per_token / 1e9:>9.2f}{speed:>7.1f}{speed / bandwidth[r.threads]:>7.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
