@@ -36,9 +36,26 @@ def check_positive_floats(config, *names: str) -> None:
     """Each field is a finite number above 0; stored as a float."""
     for name in names:
         value = getattr(config, name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        try:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an integer beyond float's range
+            number = math.inf
+        if not math.isfinite(number) or number <= 0:
             raise ValueError(f"{name} must be a finite number above 0, not {value!r}")
-        setattr(config, name, float(value))
+        setattr(config, name, number)
+
+
+def check_number_pair(config, name: str) -> tuple[float, float]:
+    """The field is two numbers [low, high] with low <= high (each may be infinite); returned as floats."""
+    value = getattr(config, name)
+    try:
+        low, high = (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+                     for v in value)
+    except (TypeError, ValueError, OverflowError):  # not a pair, or an integer beyond float's range
+        low = high = math.nan
+    if math.isnan(low) or math.isnan(high) or low > high:
+        raise ValueError(f"{name} must be two numbers [low, high] with low <= high, not {value!r}")
+    return low, high
 
 
 def check_flags(config, *names: str) -> None:

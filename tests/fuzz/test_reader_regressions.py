@@ -94,6 +94,7 @@ def edit_config(directory, change, record="config"):
     ("num_attention_heads", 0, "num_attention_heads must be a whole number from 1"),  # ZeroDivisionError
     ("rope_theta", 0.0, "rope_theta must be a finite number above 0"),  # ZeroDivisionError in the RoPE
     ("rope_theta", "10000", "rope_theta must be a finite number above 0"),  # TypeError
+    ("rms_norm_eps", 10 ** 400, "rms_norm_eps must be a finite number above 0"),  # OverflowError in the check
     ("tie_word_embeddings", "false", "tie_word_embeddings must be true or false"),
     ("eos_token_id", [0], "eos_token_id must be a token id"),
 ])
@@ -171,6 +172,18 @@ def test_mamba_ssm_config_values_of_the_wrong_type(mamba_ssm_dir, key, value, me
     edit_config(mamba_ssm_dir, lambda c: c.update({key: value}), record=None)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(mamba_ssm_dir, LoadOptions())
+
+
+@pytest.mark.parametrize("limit", [[0.0, 10 ** 400], [1.0, 0.0], [0.0], "ab", [0.0, None]])
+def test_bimamba_time_step_limit(tmp_path, limit):
+    """An integer beyond float's range raised OverflowError."""
+    from fuzz.readers import write_seed_checkpoints
+
+    write_seed_checkpoints(tmp_path / "seeds")
+    directory = tmp_path / "seeds" / "bimamba-edgebit"
+    edit_config(directory, lambda c: c.update({"time_step_limit": limit}))
+    with pytest.raises(CheckpointError, match="time_step_limit must be two numbers"):
+        load_checkpoint(directory, LoadOptions())
 
 
 def test_mamba_ssm_headdim_zero(mamba_ssm_dir):

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgebit.models.config_checks import check_flags, check_positive_floats, check_sizes, check_token_ids
+from edgebit.models.config_checks import (check_flags, check_number_pair, check_positive_floats, check_sizes,
+                                          check_token_ids)
 from edgebit.models.layers import RMSNorm, layers_of, output_logits, pack_layers
 from edgebit_ops.binary_matmul import binary_linear, pack_signs, unpack_signs
 from edgebit_ops.selective_scan import selective_scan, selective_scan_chunked
@@ -49,12 +50,7 @@ class BiMambaConfig:
         check_positive_floats(self, "layer_norm_epsilon")
         check_flags(self, "use_conv_bias", "use_bias", "tie_word_embeddings")
         check_token_ids(self, "bos_token_id", "eos_token_id")
-        limit = self.time_step_limit
-        if (not isinstance(limit, (list, tuple)) or len(limit) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in limit)
-                or limit[0] > limit[1]):
-            raise ValueError(f"time_step_limit must be two numbers [low, high] with low <= high, not {limit!r}")
-        self.time_step_limit = tuple(float(v) for v in limit)
+        self.time_step_limit = check_number_pair(self, "time_step_limit")
         if self.intermediate_size != self.num_heads * self.head_dim:
             raise ValueError(f"expand * hidden_size ({self.intermediate_size}) must equal num_heads * head_dim "
                              f"({self.num_heads} * {self.head_dim})")
