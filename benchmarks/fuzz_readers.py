@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {counts.as_dict()}", file=sys.stderr, flush=True)
     marker.unlink(missing_ok=True)
     columns = ["cases", "edgebit_errors", "accepted", "crashes", "hangs", "seconds"]
-    print(f"\n{'reader':<12}" + "".join(f"{c:>16}" for c in columns))
+    print(f"\n{'reader':<16}" + "".join(f"{c:>16}" for c in columns))
     for name, counts in rows:
-        print(f"{name:<12}" + "".join(f"{counts[c]:>16}" for c in columns))
+        print(f"{name:<16}" + "".join(f"{counts[c]:>16}" for c in columns))
     by_signature: dict[str, list] = {}
     for failure in failures:
         by_signature.setdefault(failure.signature, []).append(failure)
