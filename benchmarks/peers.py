@@ -101,7 +101,8 @@ def build_peer(engine: str) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         for target in targets:
-            shutil.copy2(next((work / "build").rglob(target)), staging / target)
+            built = next(p for p in (work / "build").rglob(target) if p.is_file() and os.access(p, os.X_OK))
+            shutil.copy2(built, staging / target)
         os.replace(staging, final)
     return final
 
