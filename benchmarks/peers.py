@@ -10,7 +10,8 @@ Peers (cached under $EDGEBIT_CACHE/peers, keyed by source hash and this CPU's fl
     weights TQ2_0 (2.06 bits), arch `bitnet`, written with the `gguf` package;
   * ik_llama.cpp from the `ik-llama-cpp-python` sdist: `llama-bench` + `llama-quantize`; an F16 `bitnet-25` file
     requantized to IQ2_BN (2 bits) with an F16 token embedding.
-Both keep the tied head / embedding in F16 (2 bytes per weight); edgebit's head precision is printed beside them.
+Both keep the tied head / embedding in F16 (2 bytes per weight); edgebit's is `--head` (int8 by default, as export's),
+and every row says which.
 The recorded bitnet.cpp figures of ../shared/NOTES.md stay a note until bitnet.cpp can be built from a registry.
 """
 
@@ -241,10 +242,18 @@ def read_bandwidth(threads: int) -> float:
 class Row:
     engine: str
     weights: str
+    head: str
     threads: int
+    depth: int
     prefill: float
     decode: float
     bytes_per_token: float
+
+    def result(self) -> dict:
+        """The entry of ``--json``'s "results" list."""
+        return {"engine": self.engine, "threads": self.threads, "depth": self.depth,
+                "decode_tokens_per_s": round(self.decode, 3), "prefill_tokens_per_s": round(self.prefill, 3),
+                "head": self.head, "weights": self.weights, "bytes_per_token": int(self.bytes_per_token)}
 
 
 def main() -> int:
@@ -253,7 +262,9 @@ def main() -> int:
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--gen", type=int, default=32)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--depth", type=int, default=0, help="peers: tokens already in the KV cache (llama-bench -d)")
+    parser.add_argument("--depth", type=int, nargs="+", default=[0],
+                        help="tokens already in the KV cache when decoding starts (llama-bench -d)")
+    parser.add_argument("--head", default="int8", choices=["int8", "fp32"], help="edgebit's output head (export --head)")
     parser.add_argument("--engines", nargs="+", default=["edgebit", "llama.cpp", "ik_llama.cpp"],
                         choices=["edgebit", "llama.cpp", "ik_llama.cpp"])
     parser.add_argument("--json", action="store_true")
@@ -272,36 +283,39 @@ def main() -> int:
     load = os.getloadavg()[0]
     bandwidth = {t: read_bandwidth(t) for t in args.threads}
     if "edgebit" in args.engines:
-        for result in model_table(args.layers, args.prompt, args.gen):
-            if result["threads"] in args.threads:
-                rows.append(Row("edgebit (TVM)", "planar 2-bit + fp32 head", result["threads"],
-                                result["prefill_tokens_per_s"], result["decode_tokens_per_s"],
-                                result["bytes_per_token"]))
+        for result in model_table(args.layers, args.prompt, args.gen, args.head, tuple(args.depth),
+                                  tuple(args.threads)):
+            rows.append(Row("edgebit", f"planar 2-bit + {args.head} head (TVM)", args.head, result["threads"],
+                            result["depth"], result["prefill_tokens_per_s"], result["decode_tokens_per_s"],
+                            result["bytes_per_token"]))
     bits = {"llama.cpp": ("TQ2_0 + F16 head", 2.0625), "ik_llama.cpp": ("IQ2_BN + F16 head", 2.0)}
     for engine in peers:
-        for threads in args.threads:
-            measured = llama_bench(engine, files[engine], threads, args.prompt, args.gen, args.depth)
-            weights, bits_per_weight = bits[engine]
-            rows.append(Row(engine, weights, threads, measured["prefill_tokens_per_s"],
-                            measured["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2))
-    fastest = {t: {kind: max([getattr(r, kind) for r in rows if r.threads == t and r.engine in peers] or [0])
-                   for kind in ("prefill", "decode")} for t in args.threads}
+        for depth in args.depth:
+            for threads in args.threads:
+                measured = llama_bench(engine, files[engine], threads, args.prompt, args.gen, depth)
+                weights, bits_per_weight = bits[engine]
+                rows.append(Row(engine, weights, "fp16", threads, depth, measured["prefill_tokens_per_s"],
+                                measured["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2))
+    fastest = {(t, d): {kind: max([getattr(r, kind) for r in rows if (r.threads, r.depth) == (t, d)
+                                   and r.engine in peers] or [0]) for kind in ("prefill", "decode")}
+               for t in args.threads for d in args.depth}
     if args.json:
         print(json.dumps({"shape": {**BITNET_2B, "num_hidden_layers": args.layers}, "prompt": args.prompt,
-                          "gen": args.gen, "depth": args.depth, "load_average": load,
-                          "read_bandwidth_GB_per_s": bandwidth, "rows": [r.__dict__ for r in rows]}, indent=2))
+                          "gen": args.gen, "load_average": load, "read_bandwidth_GB_per_s": bandwidth,
+                          "results": [r.result() for r in rows]}, indent=2))
         return 0
     print(f"BitNet b1.58 2B-4T shape ({args.layers} layers, random ternary weights), prompt {args.prompt}, "
-          f"{args.gen} generated, depth {args.depth}; load average {load:.1f}; read bandwidth "
+          f"{args.gen} generated; load average {load:.1f}; read bandwidth "
           + ", ".join(f"{bandwidth[t]:.1f} GB/s @{t}T" for t in args.threads))
-    print(f"{'engine':<15}{'weights':<26}{'thr':>4}{'prefill t/s':>12}{'vs peer':>8}{'decode t/s':>11}{'vs peer':>8}"
-          f"{'GB/token':>9}{'GB/s':>7}{'of bw':>7}")
+    print(f"{'engine':<14}{'weights':<34}{'thr':>4}{'depth':>6}{'prefill t/s':>12}{'vs peer':>8}{'decode t/s':>11}"
+          f"{'vs peer':>8}{'GB/token':>9}{'GB/s':>7}{'of bw':>7}")
     for r in rows:
         speed = r.bytes_per_token * r.decode / 1e9
-        ratio = lambda kind: (f"{getattr(r, kind) / fastest[r.threads][kind]:.2f}x"
-                              if fastest[r.threads][kind] else "-")
-        print(f"{r.engine:<15}{r.weights:<26}{r.threads:>4}{r.prefill:>12.1f}{ratio('prefill'):>8}{r.decode:>11.1f}"
-              f"{ratio('decode'):>8}{r.bytes_per_token / 1e9:>9.2f}{speed:>7.1f}{speed / bandwidth[r.threads]:>7.0%}")
+        best = fastest[(r.threads, r.depth)]
+        ratio = lambda kind: f"{getattr(r, kind) / best[kind]:.2f}x" if best[kind] else "-"
+        print(f"{r.engine:<14}{r.weights:<34}{r.threads:>4}{r.depth:>6}{r.prefill:>12.1f}{ratio('prefill'):>8}"
+              f"{r.decode:>11.1f}{ratio('decode'):>8}{r.bytes_per_token / 1e9:>9.2f}{speed:>7.1f}"
+              f"{speed / bandwidth[r.threads]:>7.0%}")
     return 0
 
 

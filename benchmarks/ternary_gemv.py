@@ -9,7 +9,8 @@ Part 1 (1 thread): y = W x at BitNet b1.58 2B-4T's projection shapes for
   * torch fp32 F.linear (dequantized weights),
   * an int8 baseline: torch's dynamically quantized Linear (FBGEMM int8 weights, per-token int8 activations).
 Part 2: a 2B-4T-shaped model (hidden 2560, FFN 6912, 20/5 heads, vocab 128256) with random ternary weights, compiled
-through edgebit's TVM path for this host; decode and prefill tokens/s at 1 and 2 threads (each in a fresh process,
+through edgebit's TVM path for this host with each ``--head`` precision (int8, export's default, and fp32); decode
+and prefill tokens/s at 1 and 2 threads (each in a fresh process,
 since TVM sizes its thread pool once), with the bytes of weights read per token and the resulting GB/s.
 Timings are medians of repeated runs (the machine is shared and noisy); compare ratios, not absolute numbers.
 """
@@ -114,7 +115,7 @@ def random_ternary_model(layers: int, seed: int = 0):
     return model.eval()
 
 
-def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int) -> dict:
+def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int, depth: int = 0) -> dict:
     """Runs in a fresh process with TVM_NUM_THREADS set: times prefill and decode of the compiled model."""
     import numpy as np
     import tvm
@@ -123,28 +124,42 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
 
     conf = json.loads((library_dir / "info.json").read_text())
     step = load_for_host(library_dir / "model.so", library_dir / "weights.params", takes_position=True)
-    zeros = lambda: [tvm.runtime.tensor(np.zeros(shape, dtype=np.float32)) for shape in conf["state_shapes"]]
     ids = np.random.default_rng(0).integers(0, 128256, (1, prompt), dtype=np.int64)
+    rows = conf["state_shapes"][0][1:]  # the KV caches the runner keeps: [max_seq_len, kv_heads, head_dim] each
+    caches = [np.zeros((conf["max_seq_len"], *rows), np.float32) for _ in conf["state_shapes"]]
 
     def prefill():
-        return step(ids, 0, *zeros())
+        return step(ids, 0, *(tvm.runtime.tensor(c[:0]) for c in caches))
 
     prefill_s = median_seconds(prefill, 3, warmup=1)
-    _, *caches = prefill()
     token = np.array([[1]], dtype=np.int64)
+    # At a depth the cache is taken as filled up to it (a step costs the same whatever the rows hold). The prefixes
+    # are made once per position, outside the timing, as the device runner's views of its buffers cost nothing.
+    start_position = max(prompt, depth)
     samples = []
     for i in range(decode_steps):
+        prefixes = [tvm.runtime.tensor(c[:start_position + i]) for c in caches]
         start = time.perf_counter()
-        _, *caches = step(token, prompt + i, *caches)
+        step(token, start_position + i, *prefixes)
         samples.append(time.perf_counter() - start)
     decode_s = statistics.median(samples[1:])
-    return {"threads": threads, "prefill_tokens_per_s": prompt / prefill_s, "decode_tokens_per_s": 1 / decode_s,
+    return {"threads": threads, "depth": depth, "prefill_tokens_per_s": prompt / prefill_s,
+            "decode_tokens_per_s": 1 / decode_s,
             "bytes_per_token": conf["bytes_per_token"], "decode_GB_per_s": conf["bytes_per_token"] / decode_s / 1e9}
 
 
-def model_table(layers: int, prompt: int, decode_steps: int) -> list[dict]:
+def head_bytes(model) -> int:
+    """Bytes of the output head (tied embedding) one decode step reads, at the model's head precision."""
+    return sum(t.numel() * t.element_size() for t in (
+        [model.embed_tokens.w_codes, model.embed_tokens.w_scale] if hasattr(model.embed_tokens, "w_codes")
+        else [model.embed_tokens.weight]))
+
+
+def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8", depths: tuple[int, ...] = (0,),
+                threads_list: tuple[int, ...] = (1, 2)) -> list[dict]:
     import dataclasses
 
+    from edgebit.models.head import set_head_precision
     from edgebit.runtimes.tvm.backend import compile_model
     from edgebit.toolchain.host_cpu import host_tvm_cpu
     from edgebit.models import summarize
@@ -155,26 +170,29 @@ def model_table(layers: int, prompt: int, decode_steps: int) -> list[dict]:
     target = dataclasses.replace(base, features=features, tvm={**base.tvm, "mcpu": mcpu})
     model = random_ternary_model(layers)
     info = summarize(model)
-    # What one decode step reads: every packed ternary weight, the norms, and the fp32 output head (tied embedding).
-    head_bytes = model.embed_tokens.weight.numel() * 4
-    bytes_per_token = info["packed_bytes"]["ternary"] + head_bytes
+    set_head_precision(model, head)
+    # What one decode step reads: every packed ternary weight and the output head (tied embedding) at its precision.
+    bytes_per_token = info["packed_bytes"]["ternary"] + head_bytes(model)
     results = []
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
-        compiled = compile_model(model, target, max_seq_len=prompt + decode_steps + 8, out_dir=Path(work))
+        compiled = compile_model(model, target, max_seq_len=max(depths) + prompt + decode_steps + 8,
+                                 out_dir=Path(work))
         compile_s = time.perf_counter() - start
         del model
         (Path(work) / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes,
                                                            "max_seq_len": compiled.graph.max_seq_len,
                                                            "bytes_per_token": bytes_per_token}))
-        for threads in (1, 2):
-            env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-            out = subprocess.run([sys.executable, __file__, "--worker", work, "--threads", str(threads),
-                                  "--prompt", str(prompt), "--decode-steps", str(decode_steps)],
-                                 capture_output=True, text=True, env=env, check=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
+        for depth in depths:
+            for threads in threads_list:
+                env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+                out = subprocess.run([sys.executable, __file__, "--worker", work, "--threads", str(threads),
+                                      "--prompt", str(prompt), "--decode-steps", str(decode_steps),
+                                      "--depth", str(depth)],
+                                     capture_output=True, text=True, env=env, check=True).stdout
+                results.append(json.loads(out.strip().splitlines()[-1]))
     for row in results:
-        row.update(layers=layers, mcpu=mcpu, compile_seconds=compile_s)
+        row.update(layers=layers, mcpu=mcpu, compile_seconds=compile_s, head=head)
     return results
 
 
@@ -184,12 +202,15 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--decode-steps", type=int, default=16)
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--head", nargs="+", default=["int8", "fp32"], choices=["int8", "fp32"],
+                        help="output head precisions to compile the model with (export's --head)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--depth", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(model_worker(args.worker, args.threads, args.prompt, args.decode_steps)))
+        print(json.dumps(model_worker(args.worker, args.threads, args.prompt, args.decode_steps, args.depth)))
         return
     os.environ.setdefault("TVM_NUM_THREADS", "1")
     gemv = gemv_table()
@@ -199,14 +220,15 @@ def main() -> None:
         print(f"  {r['shape']:<10} {r['kernel']:<30} {r['us']:9.1f} {r['speedup_vs_fp32']:7.2f}x {r['weight_MB']:11.2f}")
     results = {"gemv": gemv}
     if not args.skip_model:
-        model = model_table(args.layers, args.prompt, args.decode_steps)
+        model = [row for head in args.head for row in model_table(args.layers, args.prompt, args.decode_steps, head)]
         results["model"] = model
         print(f"\nBitNet 2B-4T shape, {args.layers} layers, random ternary weights, TVM mcpu={model[0]['mcpu']} "
               f"(compiled in {model[0]['compile_seconds']:.0f} s):")
-        print(f"  {'threads':>7} {'decode tok/s':>13} {'prefill tok/s':>14} {'GB/token':>9} {'decode GB/s':>12}")
+        print(f"  {'head':>5} {'threads':>7} {'decode tok/s':>13} {'prefill tok/s':>14} {'GB/token':>9} "
+              f"{'decode GB/s':>12}")
         for r in model:
-            print(f"  {r['threads']:>7} {r['decode_tokens_per_s']:13.2f} {r['prefill_tokens_per_s']:14.2f} "
-                  f"{r['bytes_per_token'] / 1e9:9.3f} {r['decode_GB_per_s']:12.2f}")
+            print(f"  {r['head']:>5} {r['threads']:>7} {r['decode_tokens_per_s']:13.2f} "
+                  f"{r['prefill_tokens_per_s']:14.2f} {r['bytes_per_token'] / 1e9:9.3f} {r['decode_GB_per_s']:12.2f}")
         print("  (reference on this machine class, bitnet.cpp: decode ~16 / ~22 tok/s, prefill ~51 / ~97 tok/s at "
               "1 / 2 threads, ~1.18 GB read per token)")
     if args.json:

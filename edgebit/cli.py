@@ -21,6 +21,7 @@ from rich.table import Table
 
 from edgebit.devices import RUN_TIMEOUT_S, devices_help
 from edgebit.errors import EdgebitError
+from edgebit.export import HEAD_PRECISIONS
 from edgebit.runtimes import choices_help as runtimes_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -286,8 +287,13 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
                                                                 "(edgebit targets)"),
            output: Optional[Path] = typer.Option(None, "-o", "--output", help="bundle directory "
                                                  "(default: MODEL-TARGET.bundle)"),
-           max_seq_len: int = typer.Option(256, "--max-seq-len", min=8, help="KV cache length on the device"),
+           max_seq_len: Optional[int] = typer.Option(None, "--max-seq-len", min=8, help="the longest sequence "
+                                                     "(KV cache rows) on the device; default: the model's context, "
+                                                     "at most 4096"),
            runtime: list[str] = typer.Option(["tvm"], "--runtime", "-r", help=f"{runtimes_help()} (repeatable)"),
+           head: str = typer.Option(HEAD_PRECISIONS[0], "--head", help="precision of the output head and tied "
+                                    f"embedding: {' | '.join(HEAD_PRECISIONS)} (int8: 4x fewer bytes per token, "
+                                    "perplexity cost recorded in the manifest)"),
            sign: Optional[Path] = typer.Option(None, "--sign", metavar="KEYFILE", help="sign manifest.json with this "
                                                "Ed25519 private key (edgebit keygen) into manifest.sig"),
            allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
@@ -302,14 +308,17 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
     timer = StageTimer(lambda name, seconds: console.print(f"  [green]done[/green] {name:<40} {seconds:7.2f} s"))
     console.print(f"exporting {source} for {resolved.name} -> {output}")
     skipped = lambda name, reason: console.print(f"  [yellow]skipped[/yellow] {name}: {reason}")
+    if head not in HEAD_PRECISIONS:
+        raise EdgebitError(f"--head {head}: choose one of {', '.join(HEAD_PRECISIONS)}")
     config = ExportConfig(source, resolved, output, max_seq_len, tuple(runtime), _load_options(allow_pickle, sha256),
-                          signing_key=sign)
+                          signing_key=sign, head=head)
     try:
         with _interrupt_stops_child_processes():
             bundle = export_bundle(config, timer, skipped)
     except Interrupted:
         raise Interrupted(f"nothing was written to {output}") from None
     size = sum(bundle.file(f).stat().st_size for f in bundle.manifest.files)
+    console.print(f"  {head_text(bundle.manifest.model.head)}")
     console.print(f"wrote {output} ({len(bundle.manifest.files)} files, {size / 1e6:.1f} MB) in "
                   f"{sum(timer.timings.values()):.1f} s" + (", signed" if sign else ""))
 
@@ -385,11 +394,13 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
                 "started": o.started, "runtimes": [r.to_dict() for r in o.value]} for o in done]
     if as_json and done:
         single = {"device": results[0]["device"], "runtimes": results[0]["runtimes"]} if len(outcomes) == 1 else {}
-        print(json.dumps({"bundle": str(bundle), **single, "passed": all(r["passed"] for r in results),
-                          "results": results}, indent=2))
+        print(json.dumps({"bundle": str(bundle), "head": opened.manifest.model.head, **single,
+                          "passed": all(r["passed"] for r in results), "results": results}, indent=2))
     else:
         for o in done:  # one table per device: a Pi 4, a Pi 5 and a phone side by side
             console.print(_validation_table(f"{bundle} on {o.where}", o.value))
+        if done:
+            console.print(head_text(opened.manifest.model.head))
     if report is not None and done:
         from edgebit.validate.pictures import validation_report
 
@@ -402,6 +413,17 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
         print(f"edgebit: error: {bundle} misses the accuracy bound with "
               + "; ".join(f"{r.runtime} on {where}: {r.agreement.describe()}" for where, r in failed), file=sys.stderr)
         raise typer.Exit(1)
+
+
+def head_text(head: dict) -> str:
+    """The bundle's head precision and what it cost in perplexity on the reference texts at export."""
+    precision = head.get("precision", "fp32")
+    cost = head.get("reference_perplexity")
+    if not (isinstance(cost, dict) and all(isinstance(cost.get(k), (int, float)) and cost[k] > 0
+                                           for k in ("fp32", precision))) or precision == "fp32":
+        return f"head {precision}"
+    return (f"head {precision}: reference perplexity {cost[precision]:.3f}, {cost['fp32']:.3f} with the fp32 head "
+            f"({(cost[precision] / cost['fp32'] - 1) * 100:+.2f} %)")
 
 
 def _report_device_errors(outcomes) -> None:
@@ -466,12 +488,13 @@ def bench(bundle: Path = typer.Argument(..., help="bundle directory (edgebit exp
         fastest = max(s.decode_tokens_per_s for o in done for s in o.value)
         fleet = len(outcomes) > 1
         table = Table(*(["device"] if fleet else []), "runtime", "prefill tokens/s", "decode tokens/s",
-                      "decode vs fastest", title=f"{bundle} on {done[0].where if not fleet else f'{len(done)} devices'}"
+                      "decode vs fastest", "peak RSS MB", "files MB", title=f"{bundle} on {done[0].where if not fleet else f'{len(done)} devices'}"
                                                  f", {threads} thread(s), median of {repeats}")
         for o in done:
             for s in o.value:
                 table.add_row(*([o.where] if fleet else []), s.runtime, f"{s.prefill_tokens_per_s:.1f}",
-                              f"{s.decode_tokens_per_s:.1f}", f"{s.decode_tokens_per_s / fastest:.2f}x")
+                              f"{s.decode_tokens_per_s:.1f}", f"{s.decode_tokens_per_s / fastest:.2f}x",
+                              f"{s.peak_rss_bytes / 1e6:.1f}", f"{s.runtime_bytes / 1e6:.1f}")
         console.print(table)
     if plot is not None and done:
         from edgebit.validate.pictures import speed_plot

@@ -25,22 +25,29 @@ from edgebit.checkpoints import LoadOptions, load_checkpoint
 from edgebit.errors import EdgebitError
 from edgebit.targets import Target
 
-DEFAULT_MAX_SEQ_LEN = 256
+# Without --max-seq-len a bundle serves the model's own context (max_position_embeddings), up to this many tokens:
+# the KV cache of a 2B-4T-shaped model holds 150 KB per token in float32 (4096 tokens: 630 MB), and models without a
+# position limit (Mamba-2) get this.
+MAX_DEFAULT_SEQ_LEN = 4096
+# Precisions of the output head and tied embedding (edgebit.models.head); the first is the default: int8 reads 4x
+# fewer bytes per token than fp32 (benchmarks/ternary_gemv.py) for +-0.03 % held-out perplexity on both demo models.
+HEAD_PRECISIONS = ("int8", "fp32")
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     """What ``edgebit export`` does: which checkpoint, for which target, into which bundle, with which runtimes
-    (names or groups such as ``all``), the device's KV cache length, how to open the checkpoint, and the Ed25519
-    key that signs the manifest (edgebit.bundle.signing; None: unsigned)."""
+    (names or groups such as ``all``), the device's KV cache length, how to open the checkpoint, the Ed25519
+    key that signs the manifest (edgebit.bundle.signing; None: unsigned) and the output head's precision."""
 
     model_dir: Path
     target: Target
     output: Path
-    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
+    max_seq_len: int | None = None  # None: default_max_seq_len(model)
     runtimes: tuple[str, ...] = ("tvm",)
     load: LoadOptions = field(default_factory=LoadOptions)
     signing_key: Path | None = None
+    head: str = HEAD_PRECISIONS[0]
 
 
 class StageTimer:
@@ -86,11 +93,13 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
     from edgebit import runtimes
     from edgebit.generate import TOKENIZER_FILE, load_tokenizer
     from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, is_elf, loader_name
-    from edgebit.validate.reference import host_logits, reference_inputs
+    from edgebit.models.head import set_head_precision
+    from edgebit.validate.reference import host_logits, perplexity, reference_inputs
 
-    target, max_seq_len = config.target, config.max_seq_len
+    target = config.target
     with timer.stage("load checkpoint"):
         model = load_checkpoint(model_dir, config.load)
+    max_seq_len = config.max_seq_len or default_max_seq_len(model)
     chosen = []
     for runtime in candidates:
         reason = runtimes.unsupported_reason(runtime, target, model.family)
@@ -109,6 +118,14 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
         if inputs.shape[1] > max_seq_len:
             raise EdgebitError(f"--max-seq-len {max_seq_len} is shorter than the reference inputs")
         logits = host_logits(model, inputs)
+        head = {"precision": config.head}
+        if config.head != "fp32":
+            # The host reference uses the device's head; what that costs is measured against the checkpoint's.
+            set_head_precision(model, config.head)
+            fp32_perplexity = perplexity(logits, inputs)
+            logits = host_logits(model, inputs)
+            head["reference_perplexity"] = {"fp32": round(fp32_perplexity, 4),
+                                            config.head: round(perplexity(logits, inputs), 4)}
     sources: dict[str, Path] = {}  # bundle path -> file on the host
     runtime_info = {}
     for name in chosen:
@@ -138,13 +155,20 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
                                  writer.staging / bundle_format.LOADER_DIR)
         return writer.commit({
             "model": {"family": model.family, "layout": getattr(model, "layout", None),
-                      "config": model.config.to_dict(), "max_seq_len": max_seq_len},
+                      "config": model.config.to_dict(), "max_seq_len": max_seq_len, "head": head},
             "target": {"name": target.name, "triple": target.triple, "debian_arch": target.debian_arch,
                        "loader": loader_name(target),
                        "features": list(target.features), "tvm": target.tvm_target_json()},
             "runtimes": runtime_info,
             "built_on": platform.machine(),
         }, signer=signer)
+
+
+def default_max_seq_len(model) -> int:
+    """The model's own context length, at most MAX_DEFAULT_SEQ_LEN (the device's KV cache costs memory, not time:
+    a step reads only the rows filled so far)."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    return min(context, MAX_DEFAULT_SEQ_LEN) if isinstance(context, int) and context > 0 else MAX_DEFAULT_SEQ_LEN
 
 
 def _tokenizer_config(model_dir: Path) -> bytes:

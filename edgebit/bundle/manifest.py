@@ -46,6 +46,8 @@ class ModelRecord:
     config: dict
     max_seq_len: int
     layout: str | None = None
+    # {"precision": "fp32" | "int8", "reference_perplexity": {"fp32": ..., "int8": ...}} (edgebit.models.head)
+    head: dict = field(default_factory=lambda: {"precision": "fp32"})
 
     @property
     def vocab_size(self) -> int:
@@ -103,6 +105,9 @@ class Manifest:
             if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= HEX:
                 raise ManifestError(f"{where}: the sha256 of {path!r} is not 64 hex digits; export the bundle again")
         layout = model.get("layout")
+        head = model.get("head", {"precision": "fp32"})
+        if not isinstance(head, dict) or not isinstance(head.get("precision"), str):
+            raise ManifestError(f"{where}: model 'head' must be an object with a 'precision'; export the bundle again")
         features, tvm = target.get("features") or [], target.get("tvm") or {}
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise ManifestError(f"{where}: target 'features' must be a list of strings; export the bundle again")
@@ -110,7 +115,7 @@ class Manifest:
             raise ManifestError(f"{where}: target 'tvm' must be an object; export the bundle again")
         return cls(
             model=ModelRecord(_require(model, "family", str, f"{where} model"), config, max_seq_len,
-                              layout if isinstance(layout, str) else None),
+                              layout if isinstance(layout, str) else None, dict(head)),
             target=TargetRecord(_require(target, "name", str, f"{where} target"),
                                 _require(target, "triple", str, f"{where} target"),
                                 _require(target, "debian_arch", str, f"{where} target"),

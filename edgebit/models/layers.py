@@ -20,12 +20,6 @@ class RMSNorm(nn.Module):
         return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
-def output_logits(hidden: torch.Tensor, embedding: nn.Embedding, lm_head: nn.Linear | None) -> torch.Tensor:
-    """float32 logits from the final hidden states: the untied head if there is one, else the tied embedding."""
-    head = embedding.weight if lm_head is None else lm_head.weight
-    return F.linear(hidden, head.float())
-
-
 def layers_of(model: nn.Module, layer_class: type) -> dict[str, nn.Module]:
     """The ``layer_class`` modules of ``model`` by qualified name (a family's packed projections)."""
     return {name: m for name, m in model.named_modules() if isinstance(m, layer_class)}

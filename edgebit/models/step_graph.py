@@ -31,6 +31,13 @@ class StepGraph:
     # Constant methods a program carries besides the step (name -> int, bool or list of ints): the metadata of
     # ExecuTorch's LLM runner convention, for steps that follow it (Family.llm_step_graph).
     metadata: dict = field(default_factory=dict)
+    # Per state: "replace" (the output is the whole next state, as Bi-Mamba's conv and SSM states) or "append" (the
+    # input is the filled prefix [P, ...] of a [max_seq_len, ...] buffer the runner owns, the output the T new rows
+    # it writes at row P: BitNet's KV caches). Empty: every state is "replace".
+    state_kinds: list[str] = field(default_factory=list)
+
+    def kind(self, index: int) -> str:
+        return self.state_kinds[index] if self.state_kinds else "replace"
 
     @property
     def input_names(self) -> list[str]:
@@ -45,8 +52,38 @@ class StepGraph:
         state shape (read strictly by runtimes/runner_driver.h)."""
         lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}",
                  f"vocab_size {self.vocab_size}"]
-        lines += [f"state {' '.join(map(str, shape))}" for shape in self.state_shapes]
+        lines += [f"{'cache' if self.kind(i) == 'append' else 'state'} {' '.join(map(str, shape))}"
+                  for i, shape in enumerate(self.state_shapes)]
         return "\n".join(lines) + "\n"
+
+
+class StepStates:
+    """The recurrent state of a step graph between calls, as a device runner keeps it (runtimes/runner_driver.h):
+    "replace" states are swapped for the step's outputs, "append" caches are buffers of ``max_seq_len`` rows whose
+    filled prefix goes in and whose new rows come out. For host-side callers (tests, benchmarks): numpy arrays in,
+    numpy arrays out, whatever ``step`` takes (``to_input`` converts)."""
+
+    def __init__(self, graph: StepGraph, to_input=lambda array: array):
+        import numpy as np
+
+        self.graph, self.to_input = graph, to_input
+        self.buffers = [np.zeros(shape, np.float32) for shape in graph.state_shapes]
+
+    def inputs(self, position: int) -> list:
+        return [self.to_input(b[:position] if self.graph.kind(i) == "append" else b)
+                for i, b in enumerate(self.buffers)]
+
+    def update(self, outputs, position: int) -> None:
+        """Take the step's state outputs (numpy-convertible) after a step that started at ``position``."""
+        import numpy as np
+
+        for i, out in enumerate(outputs):
+            out = np.asarray(out.detach().numpy() if hasattr(out, "detach") else
+                             out.numpy() if hasattr(out, "numpy") else out, np.float32)
+            if self.graph.kind(i) == "append":
+                self.buffers[i][position:position + out.shape[0]] = out
+            else:
+                self.buffers[i] = out
 
 
 @dataclass

@@ -16,8 +16,11 @@
 //                --eos ID (stop when it is picked; not written) --stream (each token id on stdout as it comes)
 //       Sampling follows edgebit/sampling.py step by step, so a seed picks the same tokens as on the host.
 //
-// model.conf: "inputs tokens [position]", "max_seq_len N", "vocab_size V" and one "state D0 D1 ..." line per
-// recurrent state. Timings go to stdout as one JSON line.
+// model.conf: "inputs tokens [position]", "max_seq_len N", "vocab_size V" and one line per recurrent state, in
+// argument order: "state D0 D1 ..." (the step returns the whole next state, which replaces it) or "cache S D1 ..."
+// (a buffer of S = max_seq_len rows the runner owns: the step takes its filled prefix [P, D1, ...], a view, and
+// returns the T new rows, which the runner writes at row P; see AppendCaches). Timings and the runner's peak resident
+// memory go to stdout as one JSON line.
 //
 // Everything the runner is given is checked before the model is loaded: the .npy header against the file's size,
 // its dtype and rank, token ids against the vocabulary, lengths against max_seq_len, N >= 1, each model.conf line.
@@ -35,11 +38,13 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include <sys/resource.h>
 
 namespace edgebit {
 
@@ -244,6 +249,7 @@ struct RunnerConf {
   int64_t max_seq_len = 0;
   int64_t vocab_size = 0;
   std::vector<std::vector<int64_t>> state_shapes;
+  std::vector<bool> state_appends;  // per state: a "cache" line (rows appended) rather than a "state" line
 };
 
 inline RunnerConf ReadConf(const std::string& path) {
@@ -270,21 +276,64 @@ inline RunnerConf ReadConf(const std::string& path) {
     } else if ((key == "max_seq_len" && conf.max_seq_len == 0) || (key == "vocab_size" && conf.vocab_size == 0)) {
       if (values.size() != 1) throw InputError(where + ": expected '" + key + " N'");
       (key == "max_seq_len" ? conf.max_seq_len : conf.vocab_size) = ParseInteger(values[0], 1, 1 << 24, where + ": " + key);
-    } else if (key == "state") {
+    } else if (key == "state" || key == "cache") {
       if (values.empty() || values.size() > 8 || conf.state_shapes.size() >= 1024)
-        throw InputError(where + ": expected 'state D0 D1 ...' with 1 to 8 dimensions");
+        throw InputError(where + ": expected '" + key + " D0 D1 ...' with 1 to 8 dimensions");
       std::vector<int64_t> shape;
       for (const auto& value : values) shape.push_back(ParseInteger(value, 1, 1 << 24, where + ": a state dimension"));
       if (NumElements(shape, where) > (int64_t{1} << 31)) throw InputError(where + ": state larger than 2^31 elements");
       conf.state_shapes.push_back(shape);
+      conf.state_appends.push_back(key == "cache");
     } else {
       throw InputError(where + ": unknown or repeated key '" + Printable(key) + "'");
     }
   }
   if (!have_inputs || conf.max_seq_len == 0 || conf.vocab_size == 0)
     throw InputError(path + ": needs 'inputs', 'max_seq_len' and 'vocab_size' lines; export the bundle again");
+  for (size_t i = 0; i < conf.state_shapes.size(); ++i)
+    if (conf.state_appends[i] && (conf.state_shapes[i][0] != conf.max_seq_len || !conf.takes_position))
+      throw InputError(path + ": a 'cache' line needs max_seq_len rows and a position input; export the bundle again");
   return conf;
 }
+
+// The "cache" states of a step (see model.conf above): float32 buffers of max_seq_len rows, 64-byte aligned (compiled
+// kernels may assume it), allocated once. A runtime passes Prefix(i) with the shape [position, ...] as the state
+// input (the filled rows, no copy) and hands each returned block of new rows to Append, which checks its size and
+// copies it in at the position. Rows past the position are never read, so a new sequence needs no reset.
+class AppendCaches {
+ public:
+  explicit AppendCaches(const RunnerConf& conf) {
+    for (size_t i = 0; i < conf.state_shapes.size(); ++i) {
+      if (!conf.state_appends[i]) continue;
+      const auto& shape = conf.state_shapes[i];
+      const size_t bytes = static_cast<size_t>(NumElements(shape)) * sizeof(float);
+      void* data = nullptr;
+      if (posix_memalign(&data, 64, bytes ? bytes : 64) != 0) throw std::bad_alloc();
+      buffers_[i] = {static_cast<float*>(data), NumElements(shape) / shape[0], shape[0]};
+    }
+  }
+  ~AppendCaches() {
+    for (auto& entry : buffers_) free(entry.second.data);
+  }
+  AppendCaches(const AppendCaches&) = delete;
+  AppendCaches& operator=(const AppendCaches&) = delete;
+
+  bool Has(size_t i) const { return buffers_.count(i) != 0; }
+  float* Prefix(size_t i) { return buffers_.at(i).data; }
+  void Append(size_t i, const float* rows, int64_t count, int64_t elements, int64_t position) {
+    const Buffer& b = buffers_.at(i);
+    if (elements != count * b.row_elements || position < 0 || position + count > b.rows)
+      throw std::runtime_error("the model returned a cache block of the wrong size");
+    std::memcpy(b.data + position * b.row_elements, rows, static_cast<size_t>(elements) * sizeof(float));
+  }
+
+ private:
+  struct Buffer {
+    float* data;
+    int64_t row_elements, rows;
+  };
+  std::map<size_t, Buffer> buffers_;
+};
 
 inline double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
@@ -427,6 +476,13 @@ class Sampler {
   uint64_t state_;
 };
 
+// The most memory this process has held resident (the runner's own getrusage): what a Pi or a phone must have free.
+inline long long PeakResidentBytes() {
+  struct rusage usage {};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<long long>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
 template <class Model>
 int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& out_path) {
   Array ids = ReadIds(in_path, conf);
@@ -444,7 +500,8 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
   }
   double seconds = Seconds(start);
   WriteNpy(out_path, "<f4", {batch, length, vocab}, logits.data(), logits.size() * sizeof(float));
-  std::cout << "{\"prefill_tokens\": " << batch * length << ", \"prefill_seconds\": " << seconds << "}\n";
+  std::cout << "{\"prefill_tokens\": " << batch * length << ", \"prefill_seconds\": " << seconds
+            << ", \"peak_rss_bytes\": " << PeakResidentBytes() << "}\n";
   return 0;
 }
 
@@ -489,7 +546,8 @@ int Generate(const std::string& dir, const RunnerConf& conf, const std::string& 
   WriteNpy(out_path, "<i8", {1, static_cast<int64_t>(generated.size())}, generated.data(),
            generated.size() * sizeof(int64_t));
   std::cout << "{\"prefill_tokens\": " << length << ", \"prefill_seconds\": " << prefill
-            << ", \"decode_tokens\": " << decoded << ", \"decode_seconds\": " << decode << "}\n";
+            << ", \"decode_tokens\": " << decoded << ", \"decode_seconds\": " << decode
+            << ", \"peak_rss_bytes\": " << PeakResidentBytes() << "}\n";
   return 0;
 }
 

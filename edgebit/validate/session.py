@@ -149,6 +149,8 @@ class DecodeSpeed:
     new_tokens: int
     prefill_tokens_per_s: float
     decode_tokens_per_s: float
+    peak_rss_bytes: int = 0  # the most the runner process held resident (its own getrusage), over the runs
+    runtime_bytes: int = 0  # the runtime's files in the bundle (model, weights, runner, libraries) + loader/
 
 
 def measure_speed(session: DeviceSession, runtime: str, prompt_tokens: int, new_tokens: int,
@@ -156,11 +158,19 @@ def measure_speed(session: DeviceSession, runtime: str, prompt_tokens: int, new_
     """Median prefill and decode rates over ``repeats`` greedy runs of the device runner (after one warm-up)."""
     vocab = session.bundle.manifest.model.vocab_size
     prompt = np.random.default_rng(0).integers(0, vocab, prompt_tokens).tolist()
-    prefill, decode = [], []
+    prefill, decode, peak = [], [], 0
     session.generate(prompt, 2, runtime)  # warm-up: page in the model and libraries
     for _ in range(repeats):
         session.generate(prompt, new_tokens, runtime)
         t = session.timings
         prefill.append(t["prefill_tokens"] / t["prefill_seconds"])
         decode.append(t["decode_tokens"] / t["decode_seconds"])
-    return DecodeSpeed(runtime, prompt_tokens, new_tokens, float(np.median(prefill)), float(np.median(decode)))
+        peak = max(peak, int(t.get("peak_rss_bytes", 0)))
+    return DecodeSpeed(runtime, prompt_tokens, new_tokens, float(np.median(prefill)), float(np.median(decode)),
+                       peak, runtime_bytes(session.bundle, runtime))
+
+
+def runtime_bytes(bundle, runtime: str) -> int:
+    """What a device must store to run ``runtime``: its directory of the bundle plus the shared loader/."""
+    prefixes = (bundle_format.runtime_dir(runtime) + "/", bundle_format.LOADER_DIR + "/")
+    return sum(bundle.file(f).stat().st_size for f in bundle.manifest.files if f.startswith(prefixes))

@@ -23,6 +23,7 @@ inline constexpr const char* kDomain = "edgebit";
 const OrtCustomOp* TernaryMatMulOp();
 const OrtCustomOp* BinaryMatMulOp();
 const OrtCustomOp* SelectiveScanOp();
+const OrtCustomOp* Int8MatMulOp();
 
 // Runs `body`, converting any exception into an OrtStatus (nullptr on success); exceptions must not cross the C ABI.
 template <class Body>

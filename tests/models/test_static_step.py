@@ -1,30 +1,32 @@
-"""The exported graph (one step function with a fixed-size KV cache) computes what the eager model computes:
-prefill equals the full forward, and decode steps continue it exactly."""
+"""The exported graph (one step function; the runner owns the KV cache and passes its filled rows) computes what the
+eager model computes: prefill equals the full forward, and decode steps continue it exactly."""
 
 import torch
 
 import edgebit
-from edgebit.models.bitnet.step import StaticCacheStep
+from edgebit.models.bitnet.step import AppendCacheStep
+from edgebit.models.step_graph import StepStates, step_graph
 from hf_checkpoints import TinyShape, write_packed
 
 
 def test_prefill_and_decode_match_the_eager_model(tmp_path):
     model = edgebit.load(write_packed(tmp_path / "ckpt", TinyShape(vocab=64, hidden=48, intermediate=64, heads=4,
                                                                    kv_heads=2, tied=False), "autobitlinear"))
-    step = StaticCacheStep(model, max_seq_len=20)
+    step = AppendCacheStep(model, max_seq_len=20)
     ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(0))
     full = model(ids)
-    logits, *_ = step(ids, torch.tensor([0]), *step.empty_cache())
+    logits, *rows = step(ids, torch.tensor([0]), *step.empty_prefix())
     torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
+    assert len(rows) == 2 * model.config.num_hidden_layers and all(r.shape == (12, 2, 12) for r in rows)
 
-    prefill, *caches = step(ids[:, :5], torch.tensor([0]), *step.empty_cache())
-    outputs = [prefill]
-    for t in range(5, 12):
-        out, *caches = step(ids[:, t:t + 1], torch.tensor([t]), *caches)
+    states = StepStates(step_graph(model, 20), torch.from_numpy)  # the runner's buffers of 20 rows
+    outputs = []
+    for start, stop in [(0, 5), *((t, t + 1) for t in range(5, 12))]:
+        out, *new_rows = step(ids[:, start:stop], torch.tensor([start]), *states.inputs(start))
+        states.update(new_rows, start)
         outputs.append(out)
     torch.testing.assert_close(torch.cat(outputs, dim=1), full, rtol=1e-5, atol=1e-5)
-    assert len(caches) == 2 * model.config.num_hidden_layers
-    assert all(not cache[:, :, 12:].any() for cache in caches)  # slots past the last token stay empty
+    assert all(b[:12].any() and not b[12:].any() for b in states.buffers)  # rows past the last token stay empty
 
 
 def test_buffer_cache_step_matches_the_eager_model_and_restarts_at_position_zero(tmp_path):

@@ -15,6 +15,7 @@ from edgebit.runtimes.onnx import build as ort_build
 from edgebit.targets import resolve_target
 from edgebit.toolchain.host_cpu import host_tvm_cpu
 from edgebit_ops.binary_matmul import numpy_reference as binary_reference
+from edgebit_ops.int8_matmul import numpy_reference as int8_reference
 from edgebit_ops.ternary_matmul import numpy_reference as ternary_reference
 
 F32, U8 = TensorProto.FLOAT, TensorProto.UINT8
@@ -58,6 +59,12 @@ def scan_inputs(**override):
      "w_scale must hold one value"),
     ("TernaryMatMul", {"x": ones(2, 8), "w": ones(3, 2, 1, dtype=np.uint8), "s": ones(1)}, {"in_features": 8},
      "w_packed"),
+    ("Int8MatMul", {"x": ones(2, 20), "w": ones(3, 20, dtype=np.uint8), "s": ones(3)},
+     {"in_features": 20, "block_size": 16}, r"w_codes \[3, 20\] must be \[N, 32\]"),
+    ("Int8MatMul", {"x": ones(2, 20), "w": ones(3, 32, dtype=np.uint8), "s": ones(1)},
+     {"in_features": 20, "block_size": 16}, r"w_scale must hold one value per row \(3\), has 1"),
+    ("Int8MatMul", {"x": ones(2, 20), "w": ones(3, 32, dtype=np.uint8), "s": ones(3)},
+     {"in_features": 20, "block_size": 24}, "block_size must be a power of two"),
     ("BinaryMatMul", {"x": ones(1, 16), "w": ones(4, 1, dtype=np.uint8), "a": ones(1, 16), "b": ones(1, 16)},
      {"in_features": 16}, r"w_signs \[4, 1\] must be \[N, Kq\] with 8 \* Kq >= in_features = 16"),
     ("BinaryMatMul", {"x": ones(1, 16), "w": ones(4, 2, dtype=np.uint8), "a": ones(1, 15), "b": ones(1, 16)},
@@ -107,6 +114,10 @@ def test_vnni_library_matches_the_spec(k, kq):
                                               "a": alpha, "b": beta}, in_features=k)
     reference = binary_reference.binary_linear(x, signs, alpha, beta)
     assert np.abs(y - reference).max() <= 1e-5 * np.abs(reference).max()
+    codes, scale = int8_reference.quantize_rows(rng.standard_normal((n, k)).astype(np.float32), 128)
+    (y,) = run_node(library, "Int8MatMul", {"x": x, "w": codes, "s": scale}, in_features=k, block_size=128)
+    (reference,) = int8_reference.reference(x, codes, scale, k, 128)
+    assert np.abs(y - reference).max() <= int8_reference.TOLERANCE * np.abs(reference).max()
 
 
 # ---- ExecuTorch: the same checks (the fake kernels check nothing, so such programs export) ----

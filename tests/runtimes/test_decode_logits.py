@@ -6,6 +6,8 @@ agreement bound. The ONNX forms get the same check in test_onnx_export.py."""
 import ctypes
 
 import numpy as np
+
+from edgebit.models.step_graph import StepStates
 import pytest
 import torch
 
@@ -59,11 +61,11 @@ def tvm_steps(model, work, name):
     out.mkdir()
     compiled = compile_model(model, resolve_target("x86_64"), MAX_SEQ_LEN, out)
     step = load_for_host(compiled.library, compiled.weights, compiled.takes_position)
-    states = [tvm.runtime.tensor(np.zeros(shape, np.float32)) for shape in compiled.graph.state_shapes]
+    states = StepStates(compiled.graph, tvm.runtime.tensor)  # as the device runner keeps them
 
     def run(ids, position):
-        nonlocal states
-        logits, *states = step(ids, position, *states)
+        logits, *new_states = step(ids, position, *states.inputs(position))
+        states.update(new_states, position)
         return logits.numpy()
 
     return run

@@ -18,7 +18,8 @@ from torch import nn
 
 from edgebit.models.config_checks import (check_flags, check_number_pair, check_positive_floats, check_sizes,
                                           check_token_ids)
-from edgebit.models.layers import RMSNorm, layers_of, output_logits, pack_layers
+from edgebit.models.head import output_logits
+from edgebit.models.layers import RMSNorm, layers_of, pack_layers
 from edgebit_ops.binary_matmul import binary_linear, pack_signs, unpack_signs
 from edgebit_ops.selective_scan import selective_scan, selective_scan_chunked
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgebit.models.bimamba.model import BiMambaForCausalLM
-from edgebit.models.layers import output_logits
+from edgebit.models.head import output_logits
 from edgebit.models.step_graph import StepGraph, token_dim
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from edgebit.models.bitnet.model import BitNetForCausalLM, apply_rope
 from edgebit.models.bitnet.step import _repeat_kv
-from edgebit.models.layers import output_logits
+from edgebit.models.head import output_logits
 from edgebit.models.step_graph import GenAIDecoder
 
 GENAI_MODEL_TYPE = "llama"

@@ -25,7 +25,8 @@ from torch import nn
 
 from edgebit.models.config_checks import (check_choice, check_flags, check_positive_floats, check_sizes,
                                           check_token_ids)
-from edgebit.models.layers import RMSNorm, layers_of, output_logits, pack_layers
+from edgebit.models.head import output_logits
+from edgebit.models.layers import RMSNorm, layers_of, pack_layers
 from edgebit.quant.packing import pack_planar, unpack_planar
 from edgebit.quant.activations import fake_quant_activations_ste, fake_quant_weights_ste, quantize_weights
 from edgebit_ops.ternary_matmul import ternary_linear

@@ -1,17 +1,15 @@
-"""BitNet b1.58 as one pure tensor function with a fixed-size KV cache: what torch.export and the device need.
+"""BitNet b1.58 as one pure tensor function whose KV cache the device runner owns: what torch.export and the device
+need.
 
 ``step(tokens [1, T], position [1], key_0, value_0, key_1, ...) -> (logits [1, T, V], key_0, value_0, ...)``
-processes T new tokens that start at absolute position ``position``. Prefill is ``step(prompt, 0, empty caches)``;
-decode is ``step(one token, n, caches)``. T is symbolic when exported, so one compiled function serves both.
-
-Each layer has its own key and value cache ``[1, kv_heads, max_seq_len, head_dim]`` float32, one input and one
-output each (as ONNX Runtime GenAI lays them out): stacking all layers into one tensor would copy every cache on
-every step, and TVM lowers a stack of L tensors into an L-way select per element (quadratic in depth).
-
-New keys and values land in their slots
-through a one-hot placement matrix (exact, and free of data-dependent shapes, which TVM's importer cannot
-express); query t attends to slots ``<= position + t``. The function reuses the eager model's modules, so it
-computes the same numbers (tests check step == forward, prefill and decode alike).
+processes T new tokens that start at absolute position ``position`` (:class:`AppendCacheStep`). Each cache input is
+the filled prefix ``[P, Hkv, D]`` of the runner's buffer (P = position) and each cache output the T new rows, which
+the runner appends: prefill is ``step(prompt, 0, empty prefixes)``, decode ``step(one token, n, prefixes of n
+rows)``. T and P are symbolic when exported, so one compiled function serves both and a step costs what the tokens
+so far need, not what ``max_seq_len`` allows. One key and one value cache per layer (as ONNX Runtime GenAI lays them
+out). Grouped-query attention stacks the query heads of each KV head (:func:`grouped_attention`): no copies of the
+KV heads. The function reuses the eager model's modules, so it computes the same numbers (tests check step ==
+forward, prefill and decode alike).
 
 ExecuTorch takes a second form, :class:`BufferCacheStep`, in the convention of ExecuTorch's own LLM runner
 (``extension/llm/runner``): ``forward(tokens [1, T], input_pos [1]) -> logits [1, T, V]`` with every layer's caches held
@@ -28,8 +26,9 @@ import torch
 from torch import nn
 
 from edgebit.models.bitnet.model import BitNetForCausalLM, apply_rope
-from edgebit.models.layers import output_logits
+from edgebit.models.head import output_logits
 from edgebit.models.step_graph import StepGraph, token_dim
+from torch.export import Dim
 
 
 def _repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -38,17 +37,13 @@ def _repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x[:, :, None].expand(b, kv_heads, num_heads // kv_heads, s, d).reshape(b, num_heads, s, d)
 
 
-def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Tensor, max_seq_len: int, attend_to):
-    """Logits of ``tokens`` starting at ``position``; ``attend_to(layer, positions, placement, written, k, v)`` stores
-    the layer's new keys and values ([1, Hkv, T, D]) and returns all ``max_seq_len`` slots of its cache."""
+def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Tensor, attend):
+    """Logits of ``tokens`` starting at ``position``. ``attend(layer, positions, q, k, v)`` gets the layer's rotated
+    queries [1, H, T, D] and new keys and values [1, Hkv, T, D], stores the latter in its cache and returns the
+    attention output [1, T, H * D]."""
     t = tokens.shape[1]
     positions = position + torch.arange(t)
     cos, sin = model.rotary(positions)
-    slots = torch.arange(max_seq_len)
-    placement = (slots[:, None] == positions[None, :]).float()  # [S, T]
-    written = (placement.sum(-1) > 0).view(1, 1, -1, 1)
-    # Additive mask: 0 where query t may see slot s (s <= position + t), -1e30 elsewhere (exp underflows to 0).
-    mask = ((slots[None, :] <= positions[:, None]).float() - 1.0) * 1e30  # [T, S]
     x = model.embed_tokens(tokens).float()
     for i, layer in enumerate(model.layers):
         attn = layer.self_attn
@@ -57,41 +52,62 @@ def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Ten
         k = attn.k_proj(h).view(1, t, attn.num_kv_heads, attn.head_dim).transpose(1, 2)
         v = attn.v_proj(h).view(1, t, attn.num_kv_heads, attn.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k_all, v_all = attend_to(i, positions, placement, written, k, v)
-        k_rep, v_rep = _repeat_kv(k_all, attn.num_heads), _repeat_kv(v_all, attn.num_heads)
-        scores = (q @ k_rep.transpose(-1, -2)) * (1.0 / math.sqrt(attn.head_dim))
-        scores = scores + mask
-        out = (torch.softmax(scores, dim=-1) @ v_rep).transpose(1, 2).reshape(1, t, -1)
+        out = attend(i, positions, q, k, v)
         x = x + attn.o_proj(attn.attn_sub_norm(out))
         x = x + layer.mlp(layer.post_attention_layernorm(x))
     return output_logits(model.norm(x), model.embed_tokens, model.lm_head)
 
 
-class StaticCacheStep(nn.Module):
+def grouped_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor):
+    """Causal grouped-query attention without copies of the KV heads.
+
+    q [1, H, T, D] (queries of absolute ``positions`` [T]); keys / values [Hkv, S, D] (slot s holds position s). The
+    G = H / Hkv query heads of one KV head are stacked into one matrix [Hkv, G * T, D], so each KV head is read once;
+    query t sees slots s <= positions[t]. Returns [1, T, H * D] with heads in q's order."""
+    _, heads, t, d = q.shape
+    kv_heads, slots = keys.shape[0], keys.shape[1]
+    group = heads // kv_heads
+    stacked = q[0].reshape(kv_heads, group * t, d)  # head h = kv * G + g: rows g * T + t of KV head kv
+    scores = (stacked @ keys.transpose(1, 2)) * (1.0 / math.sqrt(d))  # [Hkv, G * T, S]
+    visible = torch.arange(slots)[None, :] <= positions[:, None]  # [T, S]
+    scores = scores + ((visible.float() - 1.0) * 1e30).repeat(group, 1)  # exp underflows to 0 where hidden
+    out = torch.softmax(scores, dim=-1) @ values  # [Hkv, G * T, D]
+    # split G * T, then move T out (merging Hkv and G in one view trips torch.export's symbolic stride checks)
+    return out.view(kv_heads, group, t, d).permute(2, 0, 1, 3).reshape(1, t, heads * d)
+
+
+class AppendCacheStep(nn.Module):
+    """``step(tokens [1, T], position [1], key_0, value_0, ...) -> (logits [1, T, V], key_0', value_0', ...)`` with
+    the device runner owning the KV cache: each cache input is the filled prefix ``[P, Hkv, D]`` (P = position; the
+    runner passes a view of its ``[max_seq_len, Hkv, D]`` buffer, position-major so a prefix is contiguous), each
+    output the T new rows ``[T, Hkv, D]``, which the runner writes at row P. A step therefore costs what the tokens
+    so far need, whatever ``max_seq_len`` is: nothing is copied but the new rows, and attention spans P + T slots.
+    """
+
     def __init__(self, model: BitNetForCausalLM, max_seq_len: int):
         super().__init__()
         self.model = model
         self.max_seq_len = max_seq_len
         config = model.config
-        self.cache_shape = (1, config.num_key_value_heads, max_seq_len, config.head_dim)
+        self.cache_shape = (max_seq_len, config.num_key_value_heads, config.head_dim)  # the runner's buffer
         self.state_names = [f"{kind}_cache.{i}" for i in range(config.num_hidden_layers) for kind in ("key", "value")]
 
-    def empty_cache(self) -> list[torch.Tensor]:
-        """Zero caches in argument order: key and value of layer 0, then of layer 1, ..."""
-        return [torch.zeros(self.cache_shape) for _ in self.state_names]
+    def empty_prefix(self, length: int = 0) -> list[torch.Tensor]:
+        """Cache inputs of ``length`` rows (zeros) in argument order: key and value of layer 0, then of layer 1, ..."""
+        return [torch.zeros((length, *self.cache_shape[1:])) for _ in self.state_names]
 
-    def forward(self, tokens: torch.Tensor, position: torch.Tensor, *caches: torch.Tensor):
-        updated = []
+    def forward(self, tokens: torch.Tensor, position: torch.Tensor, *prefixes: torch.Tensor):
+        new_rows = []
 
-        def attend_to(i, positions, placement, written, k, v):
-            # New keys and values land in their slots through the one-hot placement (no data-dependent indexing).
-            k_all = torch.where(written, placement @ k, caches[2 * i])
-            v_all = torch.where(written, placement @ v, caches[2 * i + 1])
-            updated.extend((k_all, v_all))
-            return k_all, v_all
+        def attend(i, positions, q, k, v):
+            k_rows, v_rows = k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous()  # [T, Hkv, D]
+            new_rows.extend((k_rows, v_rows))
+            keys = torch.cat((prefixes[2 * i], k_rows)).transpose(0, 1)  # [Hkv, P + T, D]
+            values = torch.cat((prefixes[2 * i + 1], v_rows)).transpose(0, 1)
+            return grouped_attention(q, keys, values, positions)
 
-        logits = _decoder(self.model, tokens, position, self.max_seq_len, attend_to)
-        return logits, *updated
+        logits = _decoder(self.model, tokens, position, attend)
+        return logits, *new_rows
 
 
 class BufferCacheStep(nn.Module):
@@ -112,24 +128,27 @@ class BufferCacheStep(nn.Module):
             self.register_buffer(f"value_cache_{i}", torch.zeros(shape), persistent=False)
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        def attend_to(i, positions, placement, written, k, v):
+        def attend(i, positions, q, k, v):
             key_cache, value_cache = getattr(self, f"key_cache_{i}"), getattr(self, f"value_cache_{i}")
             # index_put_ on the buffer, the T new slots only. Not ``cache[:, :, positions] = k``: Python's setitem
             # strips the value's leading 1s ([Hkv, T, D]), which ExecuTorch's in-place index_put_ kernel refuses.
             torch.ops.aten.index_put_(key_cache, [None, None, positions], k)
             torch.ops.aten.index_put_(value_cache, [None, None, positions], v)
-            return key_cache, value_cache
+            return grouped_attention(q, key_cache[0], value_cache[0], positions)
 
-        return _decoder(self.model, tokens, input_pos, self.max_seq_len, attend_to)
+        return _decoder(self.model, tokens, input_pos, attend)
 
 
 def bitnet_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:
-    """``step(tokens, position, key_cache.0, value_cache.0, ...)`` with example inputs for torch.export."""
-    step = StaticCacheStep(model, max_seq_len).eval()
-    caches = step.empty_cache()
-    return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.long), *caches),
-                     ({1: token_dim(max_seq_len)}, None, tuple(None for _ in caches)), step.state_names,
-                     [tuple(c.shape) for c in caches], True, max_seq_len, model.config.vocab_size)
+    """``step(tokens, position, key_cache.0, value_cache.0, ...)`` (:class:`AppendCacheStep`) with example inputs
+    for torch.export: T and the filled prefix P are symbolic."""
+    step = AppendCacheStep(model, max_seq_len).eval()
+    prefixes = step.empty_prefix(3)
+    past = Dim("past", min=0, max=max_seq_len - 1)
+    return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), torch.tensor([3]), *prefixes),
+                     ({1: token_dim(max_seq_len)}, None, tuple({0: past} for _ in prefixes)), step.state_names,
+                     [step.cache_shape for _ in prefixes], True, max_seq_len, model.config.vocab_size,
+                     state_kinds=["append"] * len(prefixes))
 
 
 def bitnet_llm_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:

@@ -27,7 +27,7 @@ from edgebit.models.step_graph import step_graph
 
 FORMS = ("custom", "portable")
 OPSET = 20  # ONNX Runtime >= 1.17 (Debian's riscv64 ORT 1.23 included); IR version 10
-PACKED_NAMES = (".w_packed", ".w_signs", ".nbits_weight")  # the packed buffers of the two forms
+PACKED_NAMES = (".w_packed", ".w_signs", ".nbits_weight", ".w_codes", ".codes")  # packed buffers, both forms
 
 
 def export_onnx(model, form: str, max_seq_len: int, path: Path) -> None:

@@ -103,10 +103,20 @@ def _schemas() -> list[onnx.defs.OpSchema]:
         inputs=[Param(name, "T", "") for name in ("x", "dt", "A", "B", "C", "D", "state")],
         outputs=[Param("y", "T", "[Bt, T, H, P]"), Param("final_state", "T", "[Bt, H, P, N]")],
         type_constraints=[floats])
+    int8 = onnx.defs.OpSchema(
+        "Int8MatMul", DOMAIN, DOMAIN_VERSION,
+        "Quantized output head: int8 weights (code w + 128, one scale per row) x activations quantized to int8 per "
+        "block (ops/int8_matmul/SPEC.md).",
+        inputs=[Param("x", "T", "activations [..., K]"), Param("w_codes", "U8", "codes w + 128 [N, Kp]"),
+                Param("w_scale", "T", "per-row scale [N]")],
+        outputs=[Param("y", "T", "[..., N]")], type_constraints=[floats, bytes_],
+        attributes=[in_features, Attr("block_size", onnx.defs.OpSchema.AttrType.INT, "activation block B",
+                                      required=True)])
     ternary.set_type_and_shape_inference_function(_matmul_inference(4))
     binary.set_type_and_shape_inference_function(_matmul_inference(8))
     scan.set_type_and_shape_inference_function(_scan_inference)
-    return [ternary, binary, scan]
+    int8.set_type_and_shape_inference_function(_matmul_inference(1))
+    return [ternary, binary, scan, int8]
 
 
 def register_schemas() -> None:
@@ -136,6 +146,11 @@ def _scan_node(x: FLOAT, dt: FLOAT, A: FLOAT, B: FLOAT, C: FLOAT, D: FLOAT, stat
     return y, final_state
 
 
+@onnxscript.script(EDGEBIT)
+def _int8_node(x: FLOAT, w_codes: UINT8, w_scale: FLOAT, in_features: int, block_size: int) -> FLOAT:
+    return EDGEBIT.Int8MatMul(x, w_codes, w_scale, in_features=in_features, block_size=block_size)
+
+
 @onnxscript.script()
 def _linear_gemm(x: FLOAT, weight: FLOAT) -> FLOAT:
     """``x @ weight^T`` as Gemm(transB=1): torchlib's MatMul(x, Transpose(weight)) lets the optimizer store a
@@ -151,7 +166,8 @@ def translation_table(form: str) -> dict:
     if form == "custom":
         table.update({torch.ops.edgebit.ternary_linear.default: _ternary_node,
                       torch.ops.edgebit.binary_linear.default: _binary_node,
-                      torch.ops.edgebit.selective_scan.default: _scan_node})
+                      torch.ops.edgebit.selective_scan.default: _scan_node,
+                      torch.ops.edgebit.int8_linear.default: _int8_node})
     return table
 
 
@@ -261,6 +277,35 @@ class PortableBinaryLinear(nn.Module):
         return self.matmul(x * self.alpha) + (x * self.beta).sum(-1, keepdim=True)
 
 
+class PortableQuantizedTable(nn.Module):
+    """The int8 head and embedding table (edgebit.models.head.QuantizedTable) for stock ONNX Runtime: the codes as
+    MatMulNBits' bits=8 blob (code = w + 128 is its default zero point; the row scale repeated per block), which
+    computes ``edgebit::int8_linear`` in ORT's int8 path (accuracy_level 4: activations quantized per block as the
+    spec's steps 1-2); the embedding gathers rows of the same blob, so the table is stored once."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.in_features, self.block_size = table.in_features, table.block_size
+        self.out_features, self.padded = table.w_codes.shape
+        self.register_buffer("codes", table.w_codes.reshape(self.out_features, -1, self.block_size).clone())
+        self.register_buffer("w_scale", table.w_scale.clone())
+        self.register_buffer("block_scales", table.w_scale[:, None].expand(-1, self.padded // self.block_size)
+                             .reshape(-1).clone())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # Gather on the blob itself (a reshaped initializer would be constant-folded into a second copy)
+        rows = self.codes[ids].flatten(-2)[..., :self.in_features]
+        return (rows.to(torch.int32) - 128).float() * F.embedding(ids, self.w_scale[:, None])
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        attributes = {"K": self.padded, "N": self.out_features, "bits": 8, "block_size": self.block_size,
+                      "accuracy_level": 4}
+        x = F.pad(hidden, (0, self.padded - self.in_features)) if self.padded != self.in_features else hidden
+        return torch.onnx.ops.symbolic("com.microsoft::MatMulNBits", (x, self.codes, self.block_scales),
+                                       attributes, dtype=torch.float32, shape=(*x.shape[:-1], self.out_features),
+                                       version=1)
+
+
 def portable_selective_scan(x, dt, A, B, C, D, state):
     """``edgebit::selective_scan`` as torch's scan higher-order op, which the exporter writes as an ONNX ``Scan``
     over the tokens (T stays symbolic); the body is the spec's recurrence for one token."""
@@ -298,9 +343,10 @@ def portable_operators(model):
     stand-ins; restore the model afterwards, also on errors."""
     from edgebit.models.bimamba.model import FBILinear, SelectiveScan
     from edgebit.models.bitnet.model import TernaryLinear
+    from edgebit.models.head import QuantizedTable
 
     stand_ins = {TernaryLinear: PortableTernaryLinear, FBILinear: PortableBinaryLinear,
-                 SelectiveScan: PortableSelectiveScan}
+                 SelectiveScan: PortableSelectiveScan, QuantizedTable: PortableQuantizedTable}
     swapped = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

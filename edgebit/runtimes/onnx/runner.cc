@@ -1,7 +1,8 @@
 // edgebit-runner for ONNX Runtime: runs runtimes/onnx-*/ of a bundle without Python (commands: runner_driver.h).
 //
 // The directory holds model.onnx (the step graph: inputs tokens [1,T] int64, [position [1] int64,] states...;
-// outputs logits [1,T,V], states...), model.conf, and for the custom form lib/libedgebit_ort_ops.so (the
+// outputs logits [1,T,V], states...; "cache" states go in as the filled rows of the runner's buffers and come back
+// as the new rows, see runner_driver.h), model.conf, and for the custom form lib/libedgebit_ort_ops.so (the
 // "edgebit" domain), which is registered when present. ConstantFolding is disabled: it would unpack the packed
 // ternary/binary weights into int8 initializers at session start (4-8x the memory).
 
@@ -21,7 +22,7 @@ bool FileExists(const std::string& path) {
 class OrtModel {
  public:
   OrtModel(const std::string& dir, const edgebit::RunnerConf& conf)
-      : conf_(conf), env_(ORT_LOGGING_LEVEL_WARNING, "edgebit") {
+      : conf_(conf), caches_(conf), env_(ORT_LOGGING_LEVEL_WARNING, "edgebit") {
     Ort::SessionOptions options;
     options.SetIntraOpNumThreads(edgebit::ThreadCount());
     options.SetInterOpNumThreads(1);
@@ -51,11 +52,29 @@ class OrtModel {
     inputs.push_back(Ort::Value::CreateTensor<int64_t>(memory_, const_cast<int64_t*>(tokens), count, token_shape, 2));
     if (conf_.takes_position)
       inputs.push_back(Ort::Value::CreateTensor<int64_t>(memory_, &position, 1, position_shape, 1));
-    for (auto& state : states_) inputs.push_back(std::move(state));
+    for (size_t i = 0; i < states_.size(); ++i) {
+      if (!caches_.Has(i)) {
+        inputs.push_back(std::move(states_[i]));
+        continue;
+      }
+      std::vector<int64_t> shape = conf_.state_shapes[i];  // the filled rows of the cache, no copy
+      shape[0] = position;
+      inputs.push_back(Ort::Value::CreateTensor<float>(memory_, caches_.Prefix(i), edgebit::NumElements(shape),
+                                                       shape.data(), shape.size()));
+    }
     std::vector<Ort::Value> outputs = session_.Run(Ort::RunOptions{nullptr}, input_ptrs_.data(), inputs.data(),
                                                    inputs.size(), output_ptrs_.data(), output_ptrs_.size());
-    states_.clear();
-    for (size_t i = 1; i < outputs.size(); ++i) states_.push_back(std::move(outputs[i]));  // next step's input
+    for (size_t i = 0; i < states_.size(); ++i) {
+      Ort::Value& out = outputs[i + 1];
+      if (caches_.Has(i)) {
+        auto info = out.GetTensorTypeAndShapeInfo();
+        const std::vector<int64_t> shape = info.GetShape();
+        caches_.Append(i, out.GetTensorData<float>(), shape.empty() ? 0 : shape[0],
+                       static_cast<int64_t>(info.GetElementCount()), position);
+      } else {
+        states_[i] = std::move(out);  // next step's input
+      }
+    }
     logits_ = std::move(outputs[0]);
     std::vector<int64_t> shape = logits_.GetTensorTypeAndShapeInfo().GetShape();
     if (shape.size() != 3 || shape[1] != count) throw std::runtime_error("model.onnx: logits are not [1, T, V]");
@@ -63,11 +82,12 @@ class OrtModel {
     return logits_.GetTensorData<float>();
   }
 
-  void ResetState() {
+  void ResetState() {  // cache states need none: rows past the position are never read
     states_.clear();
     Ort::AllocatorWithDefaultOptions allocator;
-    for (const auto& shape : conf_.state_shapes) {
-      Ort::Value state = Ort::Value::CreateTensor<float>(allocator, shape.data(), shape.size());
+    for (size_t i = 0; i < conf_.state_shapes.size(); ++i) {
+      const std::vector<int64_t> shape = caches_.Has(i) ? std::vector<int64_t>{1} : conf_.state_shapes[i];
+      Ort::Value state = Ort::Value::CreateTensor<float>(allocator, shape.data(), shape.size());  // placeholder
       std::memset(state.GetTensorMutableData<float>(), 0, sizeof(float) * edgebit::NumElements(shape));
       states_.push_back(std::move(state));
     }
@@ -75,6 +95,7 @@ class OrtModel {
 
  private:
   edgebit::RunnerConf conf_;
+  edgebit::AppendCaches caches_;
   Ort::Env env_;
   Ort::Session session_{nullptr};
   Ort::MemoryInfo memory_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);

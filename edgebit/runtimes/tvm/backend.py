@@ -1,8 +1,9 @@
 """The TVM runtime backend: torch.export -> Relax (custom ops become TensorIR kernels) -> tvm.compile -> a shared
 library for the target, with the weights in a separate parameter file.
 
-The exported function is :class:`edgebit.models.bitnet.step.StaticCacheStep` with a symbolic token count, so
-one compiled ``main`` serves prefill (T tokens) and decode (1 token with the KV cache). Every weight is a Relax
+The exported function is the family's step graph (BitNet: :class:`edgebit.models.bitnet.step.AppendCacheStep`) with
+a symbolic token count and cache length, so one compiled ``main`` serves prefill (T tokens) and decode (1 token with
+the filled rows of the KV cache). Every weight is a Relax
 function input (``keep_params_as_input``) and goes to ``weights.params``; TVM's importer would bake buffers into
 the library as constants, so packed ternary weights are turned into (frozen) parameters first.
 """
@@ -23,6 +24,7 @@ import torch
 
 from edgebit.bundle.layout import MODEL_CONF, RUNNER
 from edgebit.models import family_of
+from edgebit.models.head import QuantizedTable
 from edgebit.models.step_graph import StepGraph, step_graph
 from edgebit.runtimes.base import Runtime
 from edgebit.targets import Target
@@ -52,7 +54,7 @@ def _quiet_native_stderr():
 
 def _weights_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose packed weight buffers are frozen parameters (so TVM keeps them as inputs)."""
-    packed_buffers = family_of(model).packed_layers
+    packed_buffers = {**family_of(model).packed_layers, QuantizedTable: ("w_codes", "w_scale")}
     model = copy.deepcopy(model)
     for module in model.modules():
         if type(module) in packed_buffers and module.is_packed:
@@ -70,6 +72,7 @@ def _converters(target: Target):
 
     from edgebit.runtimes.tvm.dense_kernel import dense_kernel
     from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_kernel
+    from edgebit_ops.int8_matmul.tvm_kernel import int8_dot_isa, int8_dot_kernel, int8_linear_te
     from edgebit_ops.selective_scan.tvm_kernel import selective_scan_kernel
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
 
@@ -107,6 +110,23 @@ def _converters(target: Target):
                                              relax.TensorType([rows, out_features], "float32")))
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
+    def convert_int8(node, importer):
+        x, w_codes, w_scale, in_features, block = importer.retrieve_args(node)
+        builder = importer.block_builder
+        leading = list(x.ty.shape)[:-1]
+        out_features, padded = (int(v) for v in w_codes.ty.shape)
+        x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
+        name = f"int8_linear_{out_features}x{in_features}"
+        int8_isa = int8_dot_isa(target.features, block)
+        if int8_isa is None:
+            y2 = builder.emit_te(int8_linear_te, x2, w_codes, w_scale, in_features, block, primfunc_name_hint=name)
+        else:
+            gv = builder.add_func(int8_dot_kernel(out_features, in_features, padded, block, int8_isa,
+                                                  f"{name}_{int8_isa}"), f"{name}_{int8_isa}")
+            y2 = builder.emit(relax.call_tir(gv, [x2, w_codes, w_scale],
+                                             relax.TensorType([x2.ty.shape[0], out_features], "float32")))
+        return builder.emit(relax.op.reshape(y2, leading + [out_features]))
+
     def convert_binary(node, importer):
         x, w_signs, alpha, beta, in_features = importer.retrieve_args(node)
         builder = importer.block_builder
@@ -131,7 +151,8 @@ def _converters(target: Target):
                                             relax.TensorType(state.ty.shape, "float32")]))
 
     return {"ternary_linear.default": convert, "linear.default": convert_linear,
-            "binary_linear.default": convert_binary, "selective_scan.default": convert_scan}
+            "binary_linear.default": convert_binary,
+            "int8_linear.default": convert_int8, "selective_scan.default": convert_scan}
 
 
 @dataclass

@@ -2,7 +2,8 @@
 //
 // The directory holds model.so (a Relax VM executable whose "main" is the model's step
 // (tokens [1,T], [position [1],] states..., weights...) -> (logits [1,T,V], states...)), weights.params (TVM's
-// parameter format; names sort into argument order) and model.conf.
+// parameter format; names sort into argument order) and model.conf. "cache" states (runner_driver.h) go in as
+// tensors over the filled rows of the runner's buffers and come back as the new rows.
 
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
@@ -31,12 +32,20 @@ ffi::Tensor NewTensor(const std::vector<int64_t>& shape, DLDataType dtype) {
                                   DLDevice{kDLCPU, 0});
 }
 
+// A tensor over memory someone else owns (a prefix of a cache buffer): nothing allocated, nothing freed.
+struct BorrowedMemory {
+  void* data;
+  void AllocData(DLTensor* t) { t->data = data; }
+  void FreeData(DLTensor*) {}
+};
+
 const DLDataType kInt64{kDLInt, 64, 1};
 const DLDataType kFloat32{kDLFloat, 32, 1};
 
 class TvmModel {
  public:
-  TvmModel(const std::string& dir, const edgebit::RunnerConf& conf) : conf_(conf), vm_(LoadVm(dir + "/model.so")) {
+  TvmModel(const std::string& dir, const edgebit::RunnerConf& conf)
+      : conf_(conf), caches_(conf), vm_(LoadVm(dir + "/model.so")) {
     vm_->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2 /* pooled allocator */);
     step_ = vm_->GetFunction("main").value();
     auto load = ffi::Function::GetGlobal("runtime.LoadParamsFromFile");
@@ -53,25 +62,42 @@ class TvmModel {
     std::memcpy(ids.data_ptr(), tokens, count * sizeof(int64_t));
     ffi::Tensor pos = NewTensor({1}, kInt64);
     *static_cast<int64_t*>(pos.data_ptr()) = position;
+    std::vector<ffi::Tensor> prefixes;  // cache states: views of the filled rows
+    for (size_t i = 0; i < states_.size(); ++i) {
+      if (!caches_.Has(i)) continue;
+      std::vector<int64_t> shape = conf_.state_shapes[i];
+      shape[0] = position;
+      prefixes.push_back(ffi::Tensor::FromNDAlloc(BorrowedMemory{caches_.Prefix(i)},
+                                                  ffi::ShapeView(shape.data(), shape.size()), kFloat32,
+                                                  DLDevice{kDLCPU, 0}));
+    }
     std::vector<ffi::AnyView> args{ids};
     if (conf_.takes_position) args.push_back(pos);
-    for (auto& s : states_) args.push_back(s);
+    for (size_t i = 0, c = 0; i < states_.size(); ++i) args.push_back(caches_.Has(i) ? prefixes[c++] : states_[i]);
     for (auto& w : weights_) args.push_back(w);
     ffi::Any result;
     step_.CallPacked(ffi::PackedArgs(args.data(), static_cast<int>(args.size())), &result);
     auto outputs = result.cast<ffi::Array<ffi::Tensor>>();
     if (outputs.size() != 1 + states_.size()) throw std::runtime_error("model.so returns an unexpected output count");
-    for (size_t i = 0; i < states_.size(); ++i) states_[i] = outputs[i + 1];
+    for (size_t i = 0; i < states_.size(); ++i) {
+      ffi::Tensor out = outputs[i + 1];
+      if (caches_.Has(i))
+        caches_.Append(i, static_cast<const float*>(out.data_ptr()), out.ndim() ? out.shape()[0] : 0,
+                       static_cast<int64_t>(ffi::GetDataSize(out) / sizeof(float)), position);
+      else
+        states_[i] = out;
+    }
     logits_ = outputs[0];
     if (logits_.ndim() != 3 || logits_.shape()[1] != count) throw std::runtime_error("model.so: logits are not [1, T, V]");
     *vocab = logits_.shape()[2];
     return static_cast<const float*>(logits_.data_ptr());
   }
 
-  void ResetState() {
+  void ResetState() {  // cache states need none: rows past the position are never read
     states_.clear();
-    for (const auto& shape : conf_.state_shapes) {
-      ffi::Tensor t = NewTensor(shape, kFloat32);
+    for (size_t i = 0; i < conf_.state_shapes.size(); ++i) {
+      const auto& shape = conf_.state_shapes[i];
+      ffi::Tensor t = NewTensor(caches_.Has(i) ? std::vector<int64_t>{1} : shape, kFloat32);  // placeholder
       std::memset(t.data_ptr(), 0, ffi::GetDataSize(t));
       states_.push_back(t);
     }
@@ -84,6 +110,7 @@ class TvmModel {
   }
 
   edgebit::RunnerConf conf_;
+  edgebit::AppendCaches caches_;
   ffi::Module vm_;
   ffi::Function step_;
   std::vector<ffi::Tensor> weights_;
