@@ -105,12 +105,18 @@ def inspect(model: str = ModelArg, as_json: bool = typer.Option(False, "--json",
     loaded = _load(model, allow_pickle, sha256)
     family = family_of(loaded)
     info = family.summarize(loaded)
+    info["head"] = head_sizes(loaded)
     if as_json:
         print(json.dumps(info, indent=2))
         return
     table = Table(title=f"{resolve_model(model)}  ({info['family']}, layout {info['layout']})", show_header=False)
     for row in family.summary_rows(info):
         table.add_row(*row)
+    sizes = info["head"]["bytes"]
+    table.add_row("output head", f"{info['head']['rows']:,} x {info['head']['columns']:,}"
+                  f"{' (tied to the embedding)' if info['head']['tied'] else ''}: "
+                  + ", ".join(f"{p} {sizes[p] / 1e6:.2f} MB" for p in HEAD_PRECISIONS)
+                  + f"; export --head picks ({HEAD_PRECISIONS[0]} by default)")
     console.print(table)
 
 
@@ -136,6 +142,8 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
              timeout: float = typer.Option(RUN_TIMEOUT_S, "--timeout", min=0.001, help="with --device: seconds the "
                                            "runner may take"),
              trust: Optional[list[Path]] = Trust,
+             head: str = typer.Option("fp32", "--head", help="on the host: the output head's precision "
+                                      f"({' | '.join(HEAD_PRECISIONS)}), as a bundle exported with --head has it"),
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device); the text is
     printed as it is generated."""
@@ -153,7 +161,11 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
         raise EdgebitError("--trust checks a bundle before it goes to a device; add --device")
     tokenizer = load_tokenizer(resolve_model(model))
     prompt_ids = _prompt_ids(resolve_model(model), tokenizer, prompt, chat, system)
-    loaded = _load(model, allow_pickle, sha256)
+    if head not in HEAD_PRECISIONS:
+        raise EdgebitError(f"--head {head}: choose one of {', '.join(HEAD_PRECISIONS)}")
+    from edgebit.models.head import set_head_precision
+
+    loaded = set_head_precision(_load(model, allow_pickle, sha256), head)
     stream = TextStream(tokenizer.decode, _write_now, tuple(stop or ()))
     console.print(f"[bold]{prompt}[/bold]", end="", highlight=False)
     generate_ids(loaded, prompt_ids, sampling, getattr(loaded.config, "eos_token_id", None), stream.add)
@@ -381,26 +393,60 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
              timeout: float = TimeoutOpt, trust: Optional[list[Path]] = Trust,
              report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html", help="also write an HTML "
                                                    "page: per-position error and top-1 agreement, perplexities, "
-                                                   "bound, versions")) -> None:
+                                                   "bound, versions"),
+             text: Optional[Path] = typer.Option(None, "--text", metavar="FILE", help="also measure the perplexity "
+                                                 "of this UTF-8 text on the device (windows of up to 256 tokens)"),
+             model: Optional[str] = typer.Option(None, "--model", help="with --text: the checkpoint the bundle was "
+                                                 "exported from, for the host's perplexity of the text beside the "
+                                                 "device's (same head precision as the bundle)"),
+             allow_pickle: bool = AllowPickle) -> None:
     """Run the bundle's reference vectors on a device through each of its runtimes and compare with the host."""
     from edgebit.validate.fleet import on_devices
+    from edgebit.validate.session import text_perplexity, text_windows
     from edgebit.validate.session import validate as run_validation
 
     opened = _open_bundle(bundle, trust)
     chosen = [opened.check_runtime(r) for r in runtime] if runtime else opened.runtimes
-    outcomes = on_devices(opened, device, lambda s: [run_validation(s, r) for r in chosen], threads, timeout)
+    windows = host_text = None
+    if model is not None and text is None:
+        raise EdgebitError("--model gives the host's perplexity of a --text FILE; pass one")
+    if text is not None:
+        windows = text_windows(_read_text_tokens(opened, text), opened.manifest.model.max_seq_len)
+        if model is not None:
+            host_text = _host_text_perplexity(model, opened.manifest.model.head.get("precision", "fp32"),
+                                              opened.manifest.model.config, windows, allow_pickle)
+
+    def run(session):
+        reports = [run_validation(session, r) for r in chosen]
+        texts = {r: text_perplexity(session, r, windows) for r in chosen} if windows is not None else {}
+        return reports, texts
+
+    outcomes = on_devices(opened, device, run, threads, timeout)
     done = [o for o in outcomes if o.error is None]
+    text_results = {o.where: o.value[1] for o in done}
+    for o in done:
+        o.value = o.value[0]
     results = [{"device": o.where, "passed": all(r.passed for r in o.value), "seconds": o.finished - o.started,
                 "started": o.started, "runtimes": [r.to_dict() for r in o.value]} for o in done]
     if as_json and done:
         single = {"device": results[0]["device"], "runtimes": results[0]["runtimes"]} if len(outcomes) == 1 else {}
+        extra = {"text": {"file": str(text), "windows": list(windows.shape), "host_perplexity": host_text,
+                          "device_perplexity": text_results}} if windows is not None else {}
         print(json.dumps({"bundle": str(bundle), "head": opened.manifest.model.head, **single,
-                          "passed": all(r["passed"] for r in results), "results": results}, indent=2))
+                          "passed": all(r["passed"] for r in results), "results": results, **extra}, indent=2))
     else:
         for o in done:  # one table per device: a Pi 4, a Pi 5 and a phone side by side
             console.print(_validation_table(f"{bundle} on {o.where}", o.value))
         if done:
             console.print(head_text(opened.manifest.model.head))
+        if windows is not None and done:
+            table = Table("device", "runtime", "perplexity", "host", "device - host",
+                          title=f"{text}: {windows.shape[0]} window(s) of {windows.shape[1]} tokens")
+            for where, by_runtime in text_results.items():
+                for name, value in by_runtime.items():
+                    table.add_row(where, name, f"{value:.3f}", "-" if host_text is None else f"{host_text:.3f}",
+                                  "-" if host_text is None else f"{value - host_text:+.3f}")
+            console.print(table)
     if report is not None and done:
         from edgebit.validate.pictures import validation_report
 
@@ -413,6 +459,47 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
         print(f"edgebit: error: {bundle} misses the accuracy bound with "
               + "; ".join(f"{r.runtime} on {where}: {r.agreement.describe()}" for where, r in failed), file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _read_text_tokens(opened, path: Path) -> list[int]:
+    """The token ids of a user's text file, with the bundle's tokenizer."""
+    from edgebit.generate import load_tokenizer
+
+    if not (opened.root / "tokenizer.json").is_file():
+        raise EdgebitError(f"{opened.root} carries no tokenizer.json: --text needs one (export from a checkpoint "
+                           "that has it)")
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgebitError(f"{path}: cannot read it as UTF-8 text ({exc.__class__.__name__}); pass a text file")
+    return load_tokenizer(opened.root).encode(content).ids
+
+
+def _host_text_perplexity(model: str, precision: str, expected_config: dict, windows, allow_pickle: bool) -> float:
+    """The host's perplexity of the windows: the checkpoint in PyTorch, with the bundle's head precision."""
+    from edgebit.models.head import set_head_precision
+    from edgebit.validate.reference import host_logits, perplexity
+
+    loaded = _load(model, allow_pickle, None)
+    if loaded.config.to_dict() != expected_config:
+        raise EdgebitError(f"--model {model} is not the checkpoint this bundle was exported from (its config "
+                           "differs); pass that checkpoint")
+    set_head_precision(loaded, precision)
+    return perplexity(host_logits(loaded, windows), windows)
+
+
+def head_sizes(model) -> dict:
+    """The output head's shape and what it (with an untied embedding) stores at each export --head precision."""
+    from edgebit.models.head import head_modules
+    from edgebit_ops.int8_matmul import block_size_for
+
+    embedding, untied = head_modules(model)
+    rows, columns = getattr(model, embedding).weight.shape
+    tables = 1 if untied is None else 2
+    block = block_size_for(columns)
+    padded = -(-columns // block) * block
+    return {"rows": rows, "columns": columns, "tied": untied is None,
+            "bytes": {"fp32": tables * rows * columns * 4, "int8": tables * rows * (padded + 4)}}
 
 
 def head_text(head: dict) -> str:

@@ -1,9 +1,12 @@
 """The one function every runtime backend exports: a model's recurrent ``step`` with explicit state.
 
 Each family builds its own (``Family.step_graph``): BitNet ``step(tokens [1, T], position [1], key_cache.0,
-value_cache.0, ...) -> (logits [1, T, V], caches...)``, Bi-Mamba ``step(tokens [1, T], conv_state.0, ssm_state.0,
-...) -> (logits, states...)``: one state tensor per layer and kind, each an input and the matching output. T is
-symbolic, so one graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
+value_cache.0, ...) -> (logits [1, T, V], new cache rows...)``, Bi-Mamba ``step(tokens [1, T], conv_state.0,
+ssm_state.0, ...) -> (logits, states...)``: one state tensor per layer and kind, each an input and the matching
+output. A state is either replaced by its output (Bi-Mamba) or, as BitNet's KV caches, *appended to*: the runner owns
+a buffer of ``max_seq_len`` rows, passes its filled rows and writes the returned new rows after them
+(``StepGraph.state_kinds``; :class:`StepStates` does it on the host). T (and the filled length) are symbolic, so one
+graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
 
 A family may also offer a step in the convention of ExecuTorch's LLM runner (``Family.llm_step_graph``): the state
 held inside the module as buffers updated in place, ``step(tokens [1, T], position [1]) -> logits`` and no state

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgebit import bundle as bundle_format
+from edgebit.errors import EdgebitError
 from edgebit.validate.agreement import Agreement, compare_logits, per_position
 from edgebit.bundle import Bundle, BundleError
 from edgebit.devices import RUN_TIMEOUT_S, Device, DeviceError
@@ -140,6 +141,24 @@ def validate(session: DeviceSession, runtime: str | None = None) -> ValidationRe
     return ValidationReport(runtime, compare_logits(device_logits, reference), perplexity(reference, inputs),
                             perplexity(device_logits, inputs), dict(session.timings),
                             per_position(device_logits, reference))
+
+
+TEXT_WINDOW = 256  # tokens per window of a user's text (validate --text), or max_seq_len if smaller
+
+
+def text_windows(token_ids: list[int], max_seq_len: int) -> np.ndarray:
+    """int64 [B, W]: consecutive windows of W = min(TEXT_WINDOW, max_seq_len) tokens (a shorter tail is dropped; a
+    text shorter than one window is one window of its own length). Each window is scored from an empty state."""
+    window = min(TEXT_WINDOW, max_seq_len, len(token_ids))
+    if window < 2:
+        raise EdgebitError("the text has fewer than 2 tokens: there is nothing to predict")
+    count = len(token_ids) // window
+    return np.array(token_ids[:count * window], dtype=np.int64).reshape(count, window)
+
+
+def text_perplexity(session: DeviceSession, runtime: str, windows: np.ndarray) -> float:
+    """Token-level perplexity of ``windows`` under the device's logits through ``runtime``."""
+    return perplexity(session.logits(windows, runtime), windows)
 
 
 @dataclass

@@ -47,7 +47,9 @@ def unpack_planar_numpy(packed: np.ndarray, in_features: int) -> np.ndarray:
 
 def demo_as_hf_checkpoint(directory):
     """The demo's weights in the Hugging Face packed BitNet layout (transformers' own packing), autobitlinear
-    (multiplicative scale, as edgebit stores it)."""
+    (multiplicative scale, as edgebit stores it), with the tied embedding rounded as the bundle's int8 head stores it
+    (per-row int8, by ops/int8_matmul/numpy_reference.py, which follows the SPEC without edgebit code)."""
+    from edgebit_ops.int8_matmul import numpy_reference as int8_reference
     from safetensors.torch import save_file
     from transformers.integrations.bitnet import pack_weights
 
@@ -61,6 +63,10 @@ def demo_as_hf_checkpoint(directory):
             ternary = torch.from_numpy(unpack_planar_numpy(value, in_features)).float()
             tensors[f"model.{base}.weight"] = pack_weights(ternary)
             tensors[f"model.{base}.weight_scale"] = torch.from_numpy(stored[base + ".w_scale"].astype(np.float32))
+        elif name == "embed_tokens.weight":
+            codes, scale = int8_reference.quantize_rows(value.astype(np.float32), 128)
+            dequantized = (codes[:, :value.shape[1]].astype(np.float32) - 128) * scale[:, None]
+            tensors[f"model.{name}"] = torch.from_numpy(dequantized)
         elif not name.endswith(".w_scale"):
             tensors[f"model.{name}"] = torch.from_numpy(value.astype(np.float32))
     hf = {"architectures": ["BitNetForCausalLM"], "model_type": "bitnet", "torch_dtype": "float32",
@@ -121,9 +127,45 @@ def test_bench_json(bundle):
     report = json.loads(result.stdout)
     assert report["threads"] == 2 and report["device"] and report["bundle"] == str(bundle)
     assert sorted(s["runtime"] for s in report["runtimes"]) == sorted(ALL_RUNTIMES)
+    files = {path: (bundle / path).stat().st_size for path in json.loads((bundle / "manifest.json").read_text())["files"]}
     for speed in report["runtimes"]:
         assert speed["prompt_tokens"] == 8 and speed["new_tokens"] == 8
         assert speed["prefill_tokens_per_s"] > 0 and speed["decode_tokens_per_s"] > 0
+        # the runner's own peak RSS (getrusage): more than its model file, less than this test process may use
+        model_bytes = max(size for path, size in files.items() if path.startswith(f"runtimes/{speed['runtime']}/model"))
+        assert model_bytes < speed["peak_rss_bytes"] < 2e9, speed
+        assert speed["runtime_bytes"] == sum(size for path, size in files.items()
+                                             if path.startswith((f"runtimes/{speed['runtime']}/", "loader/")))
+
+
+def test_validate_text_perplexity_on_the_device_beside_the_host(bundle, work):
+    """validate --text: a user's text (the demo's held-out slice) scored on the device, windows of up to 256 tokens
+    (the bundle's max_seq_len here), beside the checkpoint's perplexity on the host with the bundle's int8 head, and
+    that head's recorded cost against fp32."""
+    from edgebit.models.head import set_head_precision
+    from edgebit.validate.reference import host_logits, perplexity
+
+    text = DEMO.parent / "heldout.txt"
+    result = run_cli("validate", bundle, "--device", "local", "-r", "tvm", "-r", "onnx-custom", "--text", text,
+                     "--model", "demo", "--json", check=True)
+    report = json.loads(result.stdout)
+    assert report["head"]["precision"] == "int8"
+    cost = report["head"]["reference_perplexity"]
+    assert abs(cost["int8"] / cost["fp32"] - 1) < 0.01
+    windows, width = report["text"]["windows"]
+    assert width == MAX_SEQ_LEN and windows >= 40
+    host = report["text"]["host_perplexity"]
+    (device,) = report["text"]["device_perplexity"].values()
+    assert sorted(device) == ["onnx-custom", "tvm"]
+    assert all(abs(value / host - 1) < 0.005 for value in device.values()), (device, host)
+    assert 20 < host < 80  # the demo model on held-out Python documentation (test_demo_heldout.py: ~36 at 256)
+    # the host figure is the checkpoint's own perplexity, computed here independently of the CLI
+    from edgebit.generate import load_tokenizer
+    import edgebit
+    ids = load_tokenizer(DEMO).encode(text.read_text(encoding="utf-8")).ids
+    array = np.array(ids[:windows * width], dtype=np.int64).reshape(windows, width)
+    model = set_head_precision(edgebit.load(DEMO), "int8")
+    assert perplexity(host_logits(model, array), array) == pytest.approx(host, rel=1e-6)
 
 
 def test_bench_table_for_chosen_runtimes(bundle):
@@ -140,7 +182,7 @@ SAMPLED = ("--temperature", 0.9, "--top-k", 30, "--top-p", 0.92, "--repetition-p
 def test_generate_on_device_equals_host(bundle, runtime, settings):
     """The device runner picks tokens as the host does (edgebit.sampling), greedy or seeded sampling with top-k,
     top-p and a repetition penalty, streaming its tokens back."""
-    host = run_cli("generate", "demo", "--prompt", PROMPT, "-n", 16, *settings, check=True).stdout
+    host = run_cli("generate", "demo", "--head", "int8", "--prompt", PROMPT, "-n", 16, *settings, check=True).stdout
     device = run_cli("generate", bundle, "--device", "local", "-r", runtime, "--prompt", PROMPT, "-n", 16, *settings,
                      check=True).stdout
     assert host.startswith(PROMPT) and len(host.split()) > 4
@@ -149,9 +191,10 @@ def test_generate_on_device_equals_host(bundle, runtime, settings):
 
 
 def test_generate_stops_at_a_stop_string(bundle):
-    full = run_cli("generate", "demo", "--prompt", PROMPT, "-n", 16, *SAMPLED, check=True).stdout.rstrip("\n")
+    full = run_cli("generate", "demo", "--head", "int8", "--prompt", PROMPT, "-n", 16, *SAMPLED,
+                   check=True).stdout.rstrip("\n")
     stop = full[len(PROMPT):].split()[2]  # the third word of the continuation
-    for where in (("demo",), (bundle, "--device", "local")):
+    for where in (("demo", "--head", "int8"), (bundle, "--device", "local")):
         cut = run_cli("generate", *where, "--prompt", PROMPT, "-n", 16, *SAMPLED, "--stop", stop, check=True).stdout
         assert cut.splitlines()[0] == full[:full.index(stop, len(PROMPT))], (cut, full, stop)
 
