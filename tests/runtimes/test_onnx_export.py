@@ -6,6 +6,8 @@ own; byte-identical re-exports; the custom form through edgebit's ORT kernels wh
 from collections import Counter
 
 import numpy as np
+
+from edgebit.models.step_graph import StepStates, step_graph
 import onnx
 import onnxruntime as ort
 import pytest
@@ -63,19 +65,20 @@ def reference_logits(checkpoints, models, name, ids):
     return transformers_logits(checkpoints[name], torch.from_numpy(ids)).numpy()
 
 
-def run_steps(session, ids):
-    """Prefill PREFILL tokens from empty state, then one-token decode steps carrying the state outputs back in."""
-    inputs = {i.name: i for i in session.get_inputs()}
-    states = [np.zeros(i.shape, np.float32) for name, i in inputs.items() if name not in ("tokens", "position")]
+def run_steps(session, ids, model):
+    """Prefill PREFILL tokens from empty state, then one-token decode steps carrying the states as a device runner
+    does (edgebit.models.step_graph.StepStates: KV cache rows appended, other states replaced)."""
+    inputs = [i.name for i in session.get_inputs()]
+    states = StepStates(step_graph(model, MAX_SEQ_LEN))
     logits, start = [], 0
     for stop in (PREFILL, *range(PREFILL + 1, PREFILL + DECODE + 1)):
         feeds = {"tokens": ids[:, start:stop]}
         if "position" in inputs:
             feeds["position"] = np.array([start], np.int64)
-        feeds.update(zip([n for n in inputs if n not in feeds], states))
+        feeds.update(zip([n for n in inputs if n not in feeds], states.inputs(start)))
         out = session.run(None, feeds)
         logits.append(out[0])
-        states = out[1:]
+        states.update(out[1:], start)
         start = stop
     return np.concatenate(logits, axis=1)
 
@@ -103,7 +106,7 @@ def test_portable_form_in_stock_onnxruntime_agrees_with_transformers(work, check
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()][0] == "tokens"
     ids = input_ids(models, name, seed=1)
-    assert_agrees(name, run_steps(session, ids), reference_logits(checkpoints, models, name, ids))
+    assert_agrees(name, run_steps(session, ids, models[name]), reference_logits(checkpoints, models, name, ids))
 
 
 def _edgebit_nodes(model: onnx.ModelProto) -> Counter:
@@ -253,4 +256,4 @@ def test_custom_form_runs_with_edgebit_kernels(work, checkpoints, models, name):
     session = ort.InferenceSession(str(exported(work, models, name, "custom")), options,
                                    providers=["CPUExecutionProvider"])
     ids = input_ids(models, name, seed=2)
-    assert_agrees(name, run_steps(session, ids), reference_logits(checkpoints, models, name, ids))
+    assert_agrees(name, run_steps(session, ids, models[name]), reference_logits(checkpoints, models, name, ids))

@@ -293,8 +293,9 @@ class PortableQuantizedTable(nn.Module):
                              .reshape(-1).clone())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        # Gather on the blob itself (a reshaped initializer would be constant-folded into a second copy)
-        rows = self.codes[ids].flatten(-2)[..., :self.in_features]
+        # One Gather on the blob itself: a reshaped initializer, or the transpose torchlib puts before GatherND for
+        # ``codes[ids]``, would be constant-folded into a second copy of the table
+        rows = torch.index_select(self.codes, 0, ids.reshape(-1)).reshape(*ids.shape, self.padded)[..., :self.in_features]
         return (rows.to(torch.int32) - 128).float() * F.embedding(ids, self.w_scale[:, None])
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
