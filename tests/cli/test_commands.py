@@ -174,7 +174,10 @@ def test_bench_table_for_chosen_runtimes(bundle):
     assert "tvm" in result.stdout and "executorch" not in result.stdout and "1.00x" in result.stdout
 
 
-SAMPLED = ("--temperature", 0.9, "--top-k", 30, "--top-p", 0.92, "--repetition-penalty", 1.2, "--seed", 11)
+# Sampling equals the host's token for token as long as no draw falls within float noise (1e-6) of a boundary between
+# two tokens' probability mass: runtimes add in different orders. With the int8 head, seed 11 has such a draw at the
+# 10th token for the two runtimes of the C++ kernels (onnx-custom, executorch); seed 12 has none on any runtime.
+SAMPLED = ("--temperature", 0.9, "--top-k", 30, "--top-p", 0.92, "--repetition-penalty", 1.2, "--seed", 12)
 
 
 @pytest.mark.parametrize("runtime", ALL_RUNTIMES)
