@@ -139,7 +139,14 @@ def write_gguf(model, path: Path, arch: str, ternary_type) -> None:
     writer.add_layer_norm_rms_eps(c.rms_norm_eps)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if ternary_type == gguf.GGMLQuantizationType.F16
                          else gguf.LlamaFileType.MOSTLY_TQ2_0)
-    writer.add_tokenizer_model("none")
+    # A placeholder SentencePiece vocabulary of the model's size: with tokenizer model "none" llama.cpp sizes the
+    # embedding from an empty vocabulary and refuses the file. llama-bench never tokenizes text.
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list([f"<t{i}>" for i in range(c.vocab_size)])
+    writer.add_token_scores([0.0] * c.vocab_size)
+    writer.add_token_types([gguf.TokenType.NORMAL] * c.vocab_size)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
     writer.add_tensor("token_embd.weight", model.embed_tokens.weight.detach().numpy().astype(np.float16))
     writer.add_tensor("output_norm.weight", model.norm.weight.detach().numpy().astype(np.float32))
     for i, layer in enumerate(model.layers):
