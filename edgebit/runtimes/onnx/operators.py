@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgebit.quant.activations import quantize_activations
+from edgebit_ops.int8_matmul import block_size_for
 
 DOMAIN = "edgebit"
 DOMAIN_VERSION = 1
 EDGEBIT = Opset(DOMAIN, DOMAIN_VERSION)
 NBITS = 2  # MatMulNBits' smallest width ONNX Runtime accepts (>= 1.26); bits=1 is rejected
 NBITS_ZERO_POINT = 2  # the default zero point of bits=2: code = w + 2
-MAX_BLOCK = 128
 ANCHOR = 127  # see MatMulNBits
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,11 +176,9 @@ def translation_table(form: str) -> dict:
 
 
 def nbits_block_size(columns: int) -> int:
-    """MatMulNBits block: 128 (0.25 bit of fp32 scale per weight), or the smallest power of two >= 16 covering K."""
-    block = 16
-    while block < min(columns, MAX_BLOCK):
-        block *= 2
-    return block
+    """MatMulNBits block: 128 (0.25 bit of fp32 scale per weight), or the smallest power of two >= 16 covering K
+    (the rule ops/int8_matmul/SPEC.md states for its activation blocks, which MatMulNBits computes)."""
+    return block_size_for(columns)
 
 
 def pack_matmul_nbits(weights: torch.Tensor, block_size: int) -> np.ndarray:
