@@ -27,7 +27,6 @@ SHAPE = dict(vocab_size=32000, hidden_size=2560, num_heads=80, head_dim=64, stat
 
 def step_times(layers: int, threads: int, steps: int) -> tuple[float, float]:
     """(torch fp32 s, edgebit s) of one decode step for a model of ``layers`` layers."""
-    import dataclasses
 
     import numpy as np
     import torch
@@ -36,9 +35,8 @@ def step_times(layers: int, threads: int, steps: int) -> tuple[float, float]:
 
     from edgebit.runtimes.tvm.backend import compile_model, load_for_host
     from edgebit.models.bimamba.checkpoints import fit_fbi
-    from edgebit.toolchain.host_cpu import host_tvm_cpu
+    from edgebit.toolchain.host_cpu import host_tvm_cpu, native_host_target
     from edgebit.models.bimamba.model import BiMambaConfig, BiMambaForCausalLM
-    from edgebit.targets import resolve_target
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -53,8 +51,7 @@ def step_times(layers: int, threads: int, steps: int) -> tuple[float, float]:
         rest = {k: v for k, v in state.items() if k in ours.state_dict()}
         ours.load_state_dict({**ours.state_dict(), **rest})
     mcpu, features = host_tvm_cpu()
-    base = resolve_target("x86_64")
-    target = dataclasses.replace(base, features=features, tvm={**base.tvm, "mcpu": mcpu})
+    target = native_host_target()
     with tempfile.TemporaryDirectory() as work:
         compiled = compile_model(ours.eval(), target, max_seq_len=64, out_dir=Path(work))
         step = load_for_host(compiled.library, compiled.weights, compiled.takes_position)

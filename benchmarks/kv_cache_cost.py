@@ -9,7 +9,6 @@ the same positions. The runner owns the cache and the step reads only the filled
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -48,12 +47,10 @@ def main() -> None:
 
     from edgebit.models.head import set_head_precision
     from edgebit.runtimes.tvm.backend import compile_model, load_for_host
-    from edgebit.targets import resolve_target
-    from edgebit.toolchain.host_cpu import host_tvm_cpu
+    from edgebit.toolchain.host_cpu import host_tvm_cpu, native_host_target
 
     mcpu, features = host_tvm_cpu()
-    base = resolve_target("x86_64")
-    target = dataclasses.replace(base, features=features, tvm={**base.tvm, "mcpu": mcpu})
+    target = native_host_target()
     model = set_head_precision(random_ternary_model(args.layers), "int8")
     print(f"BitNet 2B-4T shape, {args.layers} layers, int8 head, TVM mcpu={mcpu}, "
           f"{os.environ['TVM_NUM_THREADS']} thread(s); load average {os.getloadavg()[0]:.1f}; median of {args.repeats}")

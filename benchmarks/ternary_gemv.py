@@ -157,17 +157,13 @@ def head_bytes(model) -> int:
 
 def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8", depths: tuple[int, ...] = (0,),
                 threads_list: tuple[int, ...] = (1, 2)) -> list[dict]:
-    import dataclasses
-
     from edgebit.models.head import set_head_precision
     from edgebit.runtimes.tvm.backend import compile_model
-    from edgebit.toolchain.host_cpu import host_tvm_cpu
+    from edgebit.toolchain.host_cpu import host_tvm_cpu, native_host_target
     from edgebit.models import summarize
-    from edgebit.targets import resolve_target
 
     mcpu, features = host_tvm_cpu()
-    base = resolve_target("x86_64")
-    target = dataclasses.replace(base, features=features, tvm={**base.tvm, "mcpu": mcpu})
+    target = native_host_target()
     model = random_ternary_model(layers)
     info = summarize(model)
     set_head_precision(model, head)

@@ -25,3 +25,14 @@ def host_tvm_cpu() -> tuple[str, tuple[str, ...]]:
     if "avx2" in flags:
         return "haswell", ("avx2",)
     return "x86-64", ()
+
+
+def native_host_target():
+    """The x86_64 target tuned for this machine (benchmarks): its TVM mcpu and features, -march=native for the C++ kernels"""
+    import dataclasses
+
+    from edgebit.targets import resolve_target
+
+    mcpu, features = host_tvm_cpu()
+    base = resolve_target("x86_64")
+    return dataclasses.replace(base, features=features, tvm={**base.tvm, "mcpu": mcpu}, cflags=("-march=native",))

@@ -70,22 +70,32 @@ def test_tied_model_keeps_one_table_and_untied_quantizes_both():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("isa,mcpu", [("avx2", "haswell"), ("avx512vnni", "icelake-server")])
+@pytest.mark.parametrize("isa,march", [("avx2", "haswell"), ("avx512vnni", "icelake-server")])
 @pytest.mark.parametrize("case", ["k64-b64-n9", "k2566-b128-n67"])
-def test_tvm_dot_kernels_match_the_reference(isa, mcpu, case):
+def test_tvm_extern_kernel_matches_the_reference(isa, march, case, tmp_path):
+    """The TensorIR call into kernel.h, linked into a library as a model's is, on TVM's thread pool."""
+    import dataclasses
+
     import tvm
 
+    from edgebit.runtimes.tvm.backend import _export
+    from edgebit.runtimes.tvm.extern_kernels import ExternKernels
+    from edgebit.targets import resolve_target
     from edgebit.toolchain.host_cpu import cpu_flags
-    from edgebit_ops.int8_matmul.tvm_kernel import int8_dot_kernel
+    from edgebit_ops.int8_matmul.tvm_kernel import EXTERN_SOURCE, int8_extern_kernel
 
     if {"avx2": "avx2", "avx512vnni": "avx512_vnni"}[isa] not in cpu_flags():
         pytest.skip(f"this host cannot run {isa}")
+    target = dataclasses.replace(resolve_target("x86_64"), cflags=(f"-march={march}",))
     x, codes, scale, k, block = int8_reference.cases()[case]
     x = x.reshape(-1, k)
     n, padded = codes.shape
-    kernel = int8_dot_kernel(n, k, padded, block, isa, "k")
-    library = tvm.compile(tvm.IRModule({"k": kernel}), target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+    extern = ExternKernels()
+    extern.use(EXTERN_SOURCE)
+    executable = tvm.compile(tvm.IRModule({"k": int8_extern_kernel(n, k, padded, block, "k")}),
+                             target=tvm.target.Target({"kind": "llvm", "mcpu": march}))
+    _export(executable, target, extern, tmp_path / "k.so")
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.float32))
-    library["k"](*(tvm.runtime.tensor(a) for a in (x, codes, scale)), out)
+    tvm.runtime.load_module(str(tmp_path / "k.so"))["k"](*(tvm.runtime.tensor(a) for a in (x, codes, scale)), out)
     (expected,) = int8_reference.reference(x, codes, scale, k, block)
     assert np.abs(out.numpy() - expected).max() <= int8_reference.TOLERANCE * np.abs(expected).max()

@@ -27,6 +27,7 @@ from edgebit.models import family_of
 from edgebit.models.head import QuantizedTable
 from edgebit.models.step_graph import StepGraph, step_graph
 from edgebit.runtimes.base import Runtime
+from edgebit.runtimes.tvm.extern_kernels import ExternKernels, compile_objects
 from edgebit.targets import Target
 
 MODEL_FILE = "model.so"
@@ -65,14 +66,14 @@ def _weights_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _converters(target: Target):
+def _converters(target: Target, extern: ExternKernels):
     """custom_convert_map: ``edgebit::ternary_linear`` becomes the target's ternary kernel and ``aten.linear`` (the
     output head) the streaming dense kernel, each through call_tir."""
     from tvm import relax
 
     from edgebit.runtimes.tvm.dense_kernel import dense_kernel
     from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_kernel
-    from edgebit_ops.int8_matmul.tvm_kernel import int8_dot_isa, int8_dot_kernel, int8_linear_te
+    from edgebit_ops.int8_matmul import tvm_kernel as int8_kernels
     from edgebit_ops.selective_scan.tvm_kernel import selective_scan_kernel
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
 
@@ -117,14 +118,14 @@ def _converters(target: Target):
         out_features, padded = (int(v) for v in w_codes.ty.shape)
         x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
         name = f"int8_linear_{out_features}x{in_features}"
-        int8_isa = int8_dot_isa(target.features, block)
-        if int8_isa is None:
-            y2 = builder.emit_te(int8_linear_te, x2, w_codes, w_scale, in_features, block, primfunc_name_hint=name)
-        else:
-            gv = builder.add_func(int8_dot_kernel(out_features, in_features, padded, block, int8_isa,
-                                                  f"{name}_{int8_isa}"), f"{name}_{int8_isa}")
+        if target.triple.split("-")[0] in int8_kernels.EXTERN_ARCHES:
+            extern.use(int8_kernels.EXTERN_SOURCE)
+            gv = builder.add_func(int8_kernels.int8_extern_kernel(out_features, in_features, padded, block, name), name)
             y2 = builder.emit(relax.call_tir(gv, [x2, w_codes, w_scale],
                                              relax.TensorType([x2.ty.shape[0], out_features], "float32")))
+        else:
+            y2 = builder.emit_te(int8_kernels.int8_linear_te, x2, w_codes, w_scale, in_features, block,
+                                 primfunc_name_hint=name)
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
     def convert_binary(node, importer):
@@ -169,7 +170,7 @@ class CompiledModel:
         return self.graph.runner_conf()
 
 
-def _to_relax(module: torch.nn.Module, example: tuple, target: Target, dynamic_shapes=None,
+def _to_relax(module: torch.nn.Module, example: tuple, target: Target, extern: ExternKernels, dynamic_shapes=None,
               keep_params_as_input: bool = False):
     """torch.export -> Relax with edgebit's operators mapped to the target's TensorIR kernels (_converters)."""
     from tvm.relax.frontend.torch import from_exported_program
@@ -178,7 +179,7 @@ def _to_relax(module: torch.nn.Module, example: tuple, target: Target, dynamic_s
         exported = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
     # Without decomposition the head stays one aten.linear node, which _converters maps to the dense kernel.
     return from_exported_program(exported, keep_params_as_input=keep_params_as_input, run_ep_decomposition=False,
-                                 custom_convert_map=_converters(target))
+                                 custom_convert_map=_converters(target, extern))
 
 
 def _compile(relax_module, target: Target):
@@ -188,22 +189,29 @@ def _compile(relax_module, target: Target):
         return tvm.compile(relax_module, target=tvm.target.Target(target.tvm_target_json()))
 
 
+def _export(executable, target: Target, extern: ExternKernels, library: Path) -> None:
+    """The shared library for ``target``, with the C++ kernels the converters called linked in."""
+    from tvm.support.cc import cross_compiler
+
+    addons = [str(p) for p in compile_objects(extern, target)]
+    if target.is_host:
+        executable.export_library(str(library), addons=addons)
+    else:
+        executable.export_library(str(library), fcompile=cross_compiler(target.cxx), addons=addons)
+
+
 def compile_model(model, target: Target, max_seq_len: int, out_dir: Path) -> CompiledModel:
     """Lower ``model`` for ``target`` into ``out_dir/model.so`` + ``out_dir/weights.params``."""
     import tvm
     from tvm import relax
-    from tvm.support.cc import cross_compiler
 
     graph = step_graph(_weights_as_parameters(model), max_seq_len)
-    module = _to_relax(graph.module, graph.example, target, graph.dynamic_shapes, keep_params_as_input=True)
+    extern = ExternKernels()
+    module = _to_relax(graph.module, graph.example, target, extern, graph.dynamic_shapes, keep_params_as_input=True)
     module, params = relax.frontend.detach_params(module)
     names = [p.name for p in module["main"].params][module["main"].attrs["num_input"]:]
-    executable = _compile(module, target)
     library = out_dir / MODEL_FILE
-    if target.is_host:
-        executable.export_library(str(library))
-    else:
-        executable.export_library(str(library), fcompile=cross_compiler(target.cxx))
+    _export(_compile(module, target), target, extern, library)
     weights = out_dir / WEIGHTS_FILE
     # Zero-padded indices make the names sort into argument order (the device runner relies on it).
     tvm.runtime.save_param_dict_to_file(
@@ -251,9 +259,13 @@ class TvmRuntime(Runtime):
 
         def run(*args):
             module, inputs = operator_module(op, *args)
-            executable = _compile(_to_relax(module, inputs, target), target)
-            outputs = relax.VirtualMachine(executable, tvm.cpu())["main"](
-                *(tvm.runtime.tensor(t.numpy()) for t in inputs))
+            extern = ExternKernels()
+            executable = _compile(_to_relax(module, inputs, target, extern), target)
+            with tempfile.TemporaryDirectory() as work:
+                library = Path(work) / MODEL_FILE
+                _export(executable, target, extern, library)
+                outputs = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())["main"](
+                    *(tvm.runtime.tensor(t.numpy()) for t in inputs))
             return tuple(o.numpy() for o in outputs) if isinstance(outputs, (list, tuple, tvm.ir.Array)) \
                 else (outputs.numpy(),)
 

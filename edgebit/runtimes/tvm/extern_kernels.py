@@ -1,0 +1,60 @@
+"""C++ kernels linked into a TVM model library.
+
+Some operators run faster as their C++ kernel (``ops/<op>/kernel.h``, the one ONNX Runtime and ExecuTorch run) than
+as TensorIR: their TVM converter emits a PrimFunc that calls ``ops/<op>/tvm_adapter.cc`` through ``call_extern``,
+records the adapter in an :class:`ExternKernels`, and :func:`compile_objects` builds each adapter for the target
+(its compiler and ``cflags``, position-independent, cached by source) for ``export_library`` to link into
+``model.so``. The adapters run on TVM's thread pool (``ops/common/tvm_parallel.h``), so TVM_NUM_THREADS still
+sets the threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from edgebit.errors import EdgebitError
+from edgebit.targets import Target
+from edgebit.toolchain import provision
+from edgebit.toolchain.doctor import missing_tool_message
+
+
+class ExternKernels:
+    """The adapters (paths relative to ``ops/``) a model's converters called, in first-use order."""
+
+    def __init__(self):
+        self.sources: list[str] = []
+
+    def use(self, source: str) -> None:
+        if source not in self.sources:
+            self.sources.append(source)
+
+
+def compile_objects(extern: ExternKernels, target: Target) -> list[Path]:
+    """One object file per adapter, built for ``target`` on first use."""
+    import edgebit_ops
+
+    if not extern.sources:
+        return []
+    if shutil.which(target.cxx) is None:
+        raise EdgebitError(missing_tool_message(target.cxx))
+    objects = []
+    for source in extern.sources:
+        path = edgebit_ops.OPS_ROOT / source
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in (path, *edgebit_ops.kernel_headers()))
+                                + target.cxx.encode() + " ".join(target.cflags).encode()).hexdigest()[:16]
+        name = path.with_suffix(".o").name
+
+        def build(staging: Path, path=path, name=name) -> None:
+            result = subprocess.run([target.cxx, "-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden", *target.cflags,
+                                     f"-I{edgebit_ops.OPS_ROOT}", "-c", str(path), "-o", str(staging / name)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                errors = [line for line in result.stderr.splitlines() if "error" in line] or ["no output"]
+                raise EdgebitError(f"building {source} for {target.name} failed: {errors[0]}")
+
+        folder = f"{path.parent.name}-{target.name}-{digest}"
+        objects.append(provision.cached_build(provision.cache_dir() / "tvm-extern" / folder, build) / name)
+    return objects
