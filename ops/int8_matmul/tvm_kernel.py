@@ -52,9 +52,6 @@ def int8_linear_te(x: te.Tensor, w_codes: te.Tensor, w_scale: te.Tensor, in_feat
 
 EXTERN_SYMBOL = "edgebit_int8_linear"  # tvm_adapter.cc
 EXTERN_SOURCE = "int8_matmul/tvm_adapter.cc"
-# Architectures whose kernel.h has a vector path (x86: AVX-512 VNNI or AVX2, arm64: NEON sdot or smull); elsewhere
-# (riscv64) the portable TE kernel, which LLVM vectorizes for RVV.
-EXTERN_ARCHES = ("x86_64", "aarch64")
 
 
 def int8_extern_kernel(n: int, k: int, padded: int, block: int, name: str):

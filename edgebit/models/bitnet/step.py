@@ -7,7 +7,7 @@ the filled prefix ``[P, Hkv, D]`` of the runner's buffer (P = position) and each
 the runner appends: prefill is ``step(prompt, 0, empty prefixes)``, decode ``step(one token, n, prefixes of n
 rows)``. T and P are symbolic when exported, so one compiled function serves both and a step costs what the tokens
 so far need, not what ``max_seq_len`` allows. One key and one value cache per layer (as ONNX Runtime GenAI lays them
-out). Grouped-query attention stacks the query heads of each KV head (:func:`grouped_attention`): no copies of the
+out). Grouped-query attention (``edgebit::grouped_attention``, ops/grouped_attention) stacks the query heads of each KV head: no copies of the
 KV heads. The function reuses the eager model's modules, so it computes the same numbers (tests check step ==
 forward, prefill and decode alike).
 
@@ -20,7 +20,6 @@ and out. Both forms share the layer code below.
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -28,6 +27,7 @@ from torch import nn
 from edgebit.models.bitnet.model import BitNetForCausalLM, apply_rope
 from edgebit.models.head import output_logits
 from edgebit.models.step_graph import StepGraph, token_dim
+from edgebit_ops.grouped_attention import GroupedAttention, attention_over_slots
 from torch.export import Dim
 
 
@@ -58,24 +58,6 @@ def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Ten
     return output_logits(model.norm(x), model.embed_tokens, model.lm_head)
 
 
-def grouped_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor):
-    """Causal grouped-query attention without copies of the KV heads.
-
-    q [1, H, T, D] (queries of absolute ``positions`` [T]); keys / values [Hkv, S, D] (slot s holds position s). The
-    G = H / Hkv query heads of one KV head are stacked into one matrix [Hkv, G * T, D], so each KV head is read once;
-    query t sees slots s <= positions[t]. Returns [1, T, H * D] with heads in q's order."""
-    _, heads, t, d = q.shape
-    kv_heads, slots = keys.shape[0], keys.shape[1]
-    group = heads // kv_heads
-    stacked = q[0].reshape(kv_heads, group * t, d)  # head h = kv * G + g: rows g * T + t of KV head kv
-    scores = (stacked @ keys.transpose(1, 2)) * (1.0 / math.sqrt(d))  # [Hkv, G * T, S]
-    visible = torch.arange(slots)[None, :] <= positions[:, None]  # [T, S]
-    scores = scores + ((visible.float() - 1.0) * 1e30).repeat(group, 1)  # exp underflows to 0 where hidden
-    out = torch.softmax(scores, dim=-1) @ values  # [Hkv, G * T, D]
-    # split G * T, then move T out (merging Hkv and G in one view trips torch.export's symbolic stride checks)
-    return out.view(kv_heads, group, t, d).permute(2, 0, 1, 3).reshape(1, t, heads * d)
-
-
 class AppendCacheStep(nn.Module):
     """``step(tokens [1, T], position [1], key_0, value_0, ...) -> (logits [1, T, V], key_0', value_0', ...)`` with
     the device runner owning the KV cache: each cache input is the filled prefix ``[P, Hkv, D]`` (P = position; the
@@ -88,6 +70,7 @@ class AppendCacheStep(nn.Module):
         super().__init__()
         self.model = model
         self.max_seq_len = max_seq_len
+        self.attention = GroupedAttention()  # edgebit::grouped_attention: one kernel call where a runtime has one
         config = model.config
         self.cache_shape = (max_seq_len, config.num_key_value_heads, config.head_dim)  # the runner's buffer
         self.state_names = [f"{kind}_cache.{i}" for i in range(config.num_hidden_layers) for kind in ("key", "value")]
@@ -102,9 +85,7 @@ class AppendCacheStep(nn.Module):
         def attend(i, positions, q, k, v):
             k_rows, v_rows = k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous()  # [T, Hkv, D]
             new_rows.extend((k_rows, v_rows))
-            keys = torch.cat((prefixes[2 * i], k_rows)).transpose(0, 1)  # [Hkv, P + T, D]
-            values = torch.cat((prefixes[2 * i + 1], v_rows)).transpose(0, 1)
-            return grouped_attention(q, keys, values, positions)
+            return self.attention(q, prefixes[2 * i], prefixes[2 * i + 1], k_rows, v_rows, positions)
 
         logits = _decoder(self.model, tokens, position, attend)
         return logits, *new_rows
@@ -134,7 +115,7 @@ class BufferCacheStep(nn.Module):
             # strips the value's leading 1s ([Hkv, T, D]), which ExecuTorch's in-place index_put_ kernel refuses.
             torch.ops.aten.index_put_(key_cache, [None, None, positions], k)
             torch.ops.aten.index_put_(value_cache, [None, None, positions], v)
-            return grouped_attention(q, key_cache[0], value_cache[0], positions)
+            return attention_over_slots(q, key_cache[0], value_cache[0], positions)
 
         return _decoder(self.model, tokens, input_pos, attend)
 

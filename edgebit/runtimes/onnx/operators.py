@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgebit.quant.activations import quantize_activations
+import edgebit_ops.binary_matmul  # noqa: F401 (registers the torch ops translation_table names)
+import edgebit_ops.selective_scan  # noqa: F401
+import edgebit_ops.ternary_matmul  # noqa: F401
 from edgebit_ops.int8_matmul import block_size_for
 
 DOMAIN = "edgebit"

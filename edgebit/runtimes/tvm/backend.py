@@ -27,7 +27,7 @@ from edgebit.models import family_of
 from edgebit.models.head import QuantizedTable
 from edgebit.models.step_graph import StepGraph, step_graph
 from edgebit.runtimes.base import Runtime
-from edgebit.runtimes.tvm.extern_kernels import ExternKernels, compile_objects
+from edgebit.runtimes.tvm.extern_kernels import ExternKernels, compile_objects, runs_cpp_kernels
 from edgebit.targets import Target
 
 MODEL_FILE = "model.so"
@@ -73,6 +73,7 @@ def _converters(target: Target, extern: ExternKernels):
 
     from edgebit.runtimes.tvm.dense_kernel import dense_kernel
     from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_kernel
+    from edgebit_ops.grouped_attention import tvm_kernel as attention_kernels
     from edgebit_ops.int8_matmul import tvm_kernel as int8_kernels
     from edgebit_ops.selective_scan.tvm_kernel import selective_scan_kernel
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
@@ -118,7 +119,7 @@ def _converters(target: Target, extern: ExternKernels):
         out_features, padded = (int(v) for v in w_codes.ty.shape)
         x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
         name = f"int8_linear_{out_features}x{in_features}"
-        if target.triple.split("-")[0] in int8_kernels.EXTERN_ARCHES:
+        if runs_cpp_kernels(target):
             extern.use(int8_kernels.EXTERN_SOURCE)
             gv = builder.add_func(int8_kernels.int8_extern_kernel(out_features, in_features, padded, block, name), name)
             y2 = builder.emit(relax.call_tir(gv, [x2, w_codes, w_scale],
@@ -127,6 +128,18 @@ def _converters(target: Target, extern: ExternKernels):
             y2 = builder.emit_te(int8_kernels.int8_linear_te, x2, w_codes, w_scale, in_features, block,
                                  primfunc_name_hint=name)
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
+
+    def convert_attention(node, importer):
+        q, prefix_k, prefix_v, new_k, new_v, positions = importer.retrieve_args(node)
+        builder = importer.block_builder
+        _, heads, tokens, dim = q.ty.shape
+        kv_heads = int(new_k.ty.shape[1])
+        heads, dim = int(heads), int(dim)
+        name = f"grouped_attention_h{heads}kv{kv_heads}d{dim}"
+        extern.use(attention_kernels.EXTERN_SOURCE)
+        gv = builder.add_func(attention_kernels.grouped_attention_kernel(heads, kv_heads, dim, name), name)
+        return builder.emit(relax.call_tir(gv, [q, prefix_k, prefix_v, new_k, new_v, positions],
+                                           relax.TensorType([1, tokens, heads * dim], "float32")))
 
     def convert_binary(node, importer):
         x, w_signs, alpha, beta, in_features = importer.retrieve_args(node)
@@ -153,7 +166,8 @@ def _converters(target: Target, extern: ExternKernels):
 
     return {"ternary_linear.default": convert, "linear.default": convert_linear,
             "binary_linear.default": convert_binary,
-            "int8_linear.default": convert_int8, "selective_scan.default": convert_scan}
+            "int8_linear.default": convert_int8, "selective_scan.default": convert_scan,
+            "grouped_attention.default": convert_attention}
 
 
 @dataclass
@@ -174,7 +188,11 @@ def _to_relax(module: torch.nn.Module, example: tuple, target: Target, extern: E
               keep_params_as_input: bool = False):
     """torch.export -> Relax with edgebit's operators mapped to the target's TensorIR kernels (_converters)."""
     from tvm.relax.frontend.torch import from_exported_program
+    from edgebit_ops.grouped_attention import GroupedAttention
 
+    for layer in module.modules():  # one kernel call where the C++ kernel exists, else the reference's plain ops
+        if isinstance(layer, GroupedAttention):
+            layer.as_operator = runs_cpp_kernels(target)
     with torch.no_grad():
         exported = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
     # Without decomposition the head stays one aten.linear node, which _converters maps to the dense kernel.

@@ -21,6 +21,15 @@ from edgebit.toolchain import provision
 from edgebit.toolchain.doctor import missing_tool_message
 
 
+# Architectures whose kernel.h files have vector paths (x86-64: AVX-512 VNNI / AVX2, arm64: NEON / sdot). Elsewhere
+# (riscv64) the converters keep TensorIR / tensor-expression kernels, which LLVM vectorizes for RVV.
+EXTERN_ARCHES = ("x86_64", "aarch64")
+
+
+def runs_cpp_kernels(target: Target) -> bool:
+    return target.triple.split("-")[0] in EXTERN_ARCHES
+
+
 class ExternKernels:
     """The adapters (paths relative to ``ops/``) a model's converters called, in first-use order."""
 
@@ -43,7 +52,8 @@ def compile_objects(extern: ExternKernels, target: Target) -> list[Path]:
     objects = []
     for source in extern.sources:
         path = edgebit_ops.OPS_ROOT / source
-        digest = hashlib.sha256(b"".join(p.read_bytes() for p in (path, *edgebit_ops.kernel_headers()))
+        headers = (*sorted(path.parent.glob("*.h")), *edgebit_ops.kernel_headers())
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in (path, *headers))
                                 + target.cxx.encode() + " ".join(target.cflags).encode()).hexdigest()[:16]
         name = path.with_suffix(".o").name
 

@@ -1,0 +1,150 @@
+"""Where one decode step's time and bytes go: the BitNet 2B-4T shape (random ternary weights, int8 head) compiled
+through edgebit's TVM path for this host, one token decoded at a given depth, each kernel the Relax VM calls timed.
+
+    .venv/bin/python benchmarks/decode_breakdown.py [--layers 30] [--depth 128 2048] [--threads 1]
+
+Kernels are grouped as the issue tracker asks: ternary GEMV, output head, attention, norms / activation
+quantization / RoPE and other elementwise kernels, embedding; "runtime between kernels" is the step's wall time
+(median, uninstrumented) minus the kernels' time: the VM's shape checks, allocations and calls. Each group's bytes
+read per token (packed weights, the head's table, the KV rows up to the depth) give its GB/s, beside the machine's
+read bandwidth measured in the same run (peers.py's probe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ternary_gemv import head_bytes, random_ternary_model  # noqa: E402
+
+GROUPS = [("ternary GEMV", ("ternary_linear",)), ("output head", ("int8_linear", "dense_")),
+          ("attention", ("grouped_attention", "matmul", "softmax", "concatenate")), ("embedding", ("take",))]
+ELEMENTWISE = "norms, act. quantization, RoPE, elementwise"
+
+
+def group_of(symbol: str) -> str | None:
+    """The breakdown row of a VM call; None for the VM's own builtins (counted in "runtime between kernels")."""
+    if symbol.startswith("vm.builtin.") or symbol.startswith("vm."):
+        return None
+    for name, prefixes in GROUPS:
+        if symbol.startswith(prefixes):
+            return name
+    return ELEMENTWISE
+
+
+def worker(work: Path, depth: int, repeats: int) -> dict:
+    """In a fresh process (TVM sizes its thread pool once): the step's median time and each group's kernel time."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    info = json.loads((work / "info.json").read_text())
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(work / "model.so")), tvm.cpu())
+    loaded = tvm.runtime.load_param_dict_from_file(str(work / "weights.params"))
+    weights = [loaded[name] for name in sorted(loaded.keys())]
+    rng = np.random.default_rng(0)
+    caches = [tvm.runtime.tensor(rng.standard_normal((depth, *shape[1:])).astype(np.float32))
+              for shape in info["state_shapes"]]
+    inputs = [tvm.runtime.tensor(np.array([[1]], np.int64)), tvm.runtime.tensor(np.array([depth], np.int64))]
+
+    def step():
+        vm["main"](*inputs, *caches, *weights)
+
+    samples = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        step()
+        samples.append(time.perf_counter() - start)
+    total = statistics.median(samples[1:])
+    spent, started = collections.defaultdict(float), {}
+
+    def instrument(func, symbol, before, result, *args):
+        if before:
+            started[symbol] = time.perf_counter()
+        else:
+            spent[group_of(symbol)] += time.perf_counter() - started[symbol]
+        return 0
+
+    vm.set_instrument(instrument)
+    for _ in range(repeats):
+        step()
+    kernels = {name: seconds / repeats for name, seconds in spent.items() if name is not None}
+    return {"step_s": total, "kernels_s": kernels}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=30)
+    parser.add_argument("--depth", type=int, nargs="+", default=[128, 2048])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.depth[0], args.repeats)))
+        return 0
+    from edgebit.models import summarize
+    from edgebit.models.head import set_head_precision
+    from edgebit.runtimes.tvm.backend import compile_model
+    from edgebit.toolchain.host_cpu import native_host_target
+    from peers import read_bandwidth
+
+    model = set_head_precision(random_ternary_model(args.layers), "int8")
+    c = model.config
+    ternary_bytes = summarize(model)["packed_bytes"]["ternary"]
+    table_bytes = head_bytes(model)
+    kv_bytes_per_position = c.num_hidden_layers * 2 * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 4
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        compiled = compile_model(model, native_host_target(), max(args.depth) + 8, work)
+        (work / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes}))
+        del model
+        for threads in args.threads:
+            bandwidth = read_bandwidth(threads)
+            for depth in args.depth:
+                env = {**os.environ, "TVM_NUM_THREADS": str(threads)}
+                out = subprocess.run([sys.executable, __file__, "--worker", str(work), "--depth", str(depth),
+                                      "--repeats", str(args.repeats)], capture_output=True, text=True, env=env,
+                                     check=True).stdout
+                measured = json.loads(out.strip().splitlines()[-1])
+                rows.append({"threads": threads, "depth": depth, "read_bandwidth_GB_per_s": bandwidth,
+                             "bytes": {"ternary GEMV": ternary_bytes, "output head": table_bytes,
+                                       "attention": kv_bytes_per_position * depth}, **measured})
+    if args.json:
+        print(json.dumps({"layers": args.layers, "load_average": os.getloadavg()[0], "rows": rows}, indent=2))
+        return 0
+    print(f"BitNet 2B-4T shape, {args.layers} layers, int8 head, random ternary weights; load average "
+          f"{os.getloadavg()[0]:.1f}; medians of {args.repeats}")
+    for row in rows:
+        step_ms = row["step_s"] * 1e3
+        kernels = row["kernels_s"]
+        between = row["step_s"] - sum(kernels.values())
+        read = sum(row["bytes"].values())
+        print(f"\n{row['threads']} thread(s), depth {row['depth']}: {step_ms:.1f} ms per token "
+              f"({1e3 / step_ms:.1f} tok/s), {read / 1e9:.2f} GB read = {read / row['step_s'] / 1e9:.1f} GB/s of "
+              f"{row['read_bandwidth_GB_per_s']:.1f} GB/s measured")
+        print(f"  {'':<46}{'ms':>8}{'share':>8}{'MB read':>9}{'GB/s':>7}")
+        for name in [g for g, _ in GROUPS] + [ELEMENTWISE]:
+            seconds = kernels.get(name, 0.0)
+            size = row["bytes"].get(name)
+            rate = f"{size / seconds / 1e9:>7.1f}" if size and seconds else f"{'':>7}"
+            print(f"  {name:<46}{seconds * 1e3:>8.2f}{seconds / row['step_s']:>8.0%}"
+                  f"{(f'{size / 1e6:.0f}' if size else ''):>9}{rate}")
+        print(f"  {'runtime between kernels (VM calls, allocation)':<46}{between * 1e3:>8.2f}{between / row['step_s']:>8.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
