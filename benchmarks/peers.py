@@ -197,15 +197,23 @@ def peer_models(model, layers: int, peers: list[str]) -> dict[str, Path]:
 
 # ---- measuring ----
 def llama_bench(engine: str, gguf_path: Path, threads: int, prompt: int, gen: int, depth: int) -> dict:
-    """Median-free llama-bench: it repeats (-r 3) and reports the mean tok/s and its deviation per test."""
+    """llama-bench's mean tok/s over 3 repetitions. At a depth, llama.cpp fills the cache first (``-d``) for both
+    tests; ik_llama.cpp's llama-bench has no ``-d`` but times generation after a prompt of ``depth`` tokens
+    (``-gp depth,gen``), so its prefill at a depth is not measured (None)."""
     bench = build_peer(engine) / "llama-bench"
     args = [str(bench), "-m", str(gguf_path), "-t", str(threads), "-p", str(prompt), "-n", str(gen), "-r", "3",
-            "-o", "json"] + (["-d", str(depth)] if depth else [])
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    rows = json.loads(out)
-    pick = lambda kind: next(r for r in rows if (r["n_prompt"] > 0) == (kind == "prefill") and
-                             (r["n_gen"] > 0) == (kind == "decode"))
-    return {"prefill_tokens_per_s": pick("prefill")["avg_ts"], "decode_tokens_per_s": pick("decode")["avg_ts"]}
+            "-o", "json"]
+    if depth and engine == "ik_llama.cpp":
+        args += ["-gp", f"{depth},{gen}"]
+    elif depth:
+        args += ["-d", str(depth)]
+    rows = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    prefill = next(r for r in rows if r["n_prompt"] == prompt and r["n_gen"] == 0)["avg_ts"]
+    if depth and engine == "ik_llama.cpp":
+        return {"prefill_tokens_per_s": None,
+                "decode_tokens_per_s": next(r for r in rows if r["n_prompt"] == depth and r["n_gen"] == gen)["avg_ts"]}
+    return {"prefill_tokens_per_s": prefill,
+            "decode_tokens_per_s": next(r for r in rows if r["n_prompt"] == 0 and r["n_gen"] == gen)["avg_ts"]}
 
 
 BANDWIDTH_SOURCE = r"""
@@ -255,14 +263,14 @@ class Row:
     head: str
     threads: int
     depth: int
-    prefill: float
+    prefill: float | None  # None: not measured (ik_llama.cpp at a depth)
     decode: float
     bytes_per_token: float
 
     def result(self) -> dict:
         """The entry of ``--json``'s "results" list."""
         return {"engine": self.engine, "threads": self.threads, "depth": self.depth,
-                "decode_tokens_per_s": round(self.decode, 3), "prefill_tokens_per_s": round(self.prefill, 3),
+                "decode_tokens_per_s": round(self.decode, 3), "prefill_tokens_per_s": None if self.prefill is None else round(self.prefill, 3),
                 "head": self.head, "weights": self.weights, "bytes_per_token": int(self.bytes_per_token)}
 
 
@@ -307,7 +315,8 @@ def main() -> int:
                 rows.append(Row(engine, weights, "fp16", threads, depth, measured["prefill_tokens_per_s"],
                                 measured["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2))
     fastest = {(t, d): {kind: max([getattr(r, kind) for r in rows if (r.threads, r.depth) == (t, d)
-                                   and r.engine in peers] or [0]) for kind in ("prefill", "decode")}
+                                   and r.engine in peers and getattr(r, kind) is not None] or [0])
+                        for kind in ("prefill", "decode")}
                for t in args.threads for d in args.depth}
     if args.json:
         print(json.dumps({"shape": {**BITNET_2B, "num_hidden_layers": args.layers}, "prompt": args.prompt,
@@ -322,8 +331,9 @@ def main() -> int:
     for r in rows:
         speed = r.bytes_per_token * r.decode / 1e9
         best = fastest[(r.threads, r.depth)]
-        ratio = lambda kind: f"{getattr(r, kind) / best[kind]:.2f}x" if best[kind] else "-"
-        print(f"{r.engine:<14}{r.weights:<34}{r.threads:>4}{r.depth:>6}{r.prefill:>12.1f}{ratio('prefill'):>8}"
+        ratio = lambda kind: f"{getattr(r, kind) / best[kind]:.2f}x" if best[kind] and getattr(r, kind) else "-"
+        prefill = "-" if r.prefill is None else f"{r.prefill:.1f}"
+        print(f"{r.engine:<14}{r.weights:<34}{r.threads:>4}{r.depth:>6}{prefill:>12}{ratio('prefill'):>8}"
               f"{r.decode:>11.1f}{ratio('decode'):>8}{r.bytes_per_token / 1e9:>9.2f}{speed:>7.1f}"
               f"{speed / bandwidth[r.threads]:>7.0%}")
     return 0
