@@ -2,8 +2,8 @@
 // runner-owned KV cache, read in place: the filled prefix [P, Hkv, D] and the new rows [T, Hkv, D] are two tensors
 // and no concatenation is made.
 //
-// One task per (KV head, token, chunk of slots): its G = H / Hkv query heads go through the chunk's slots together,
-// so each key and value row is read once per token, and the chunks' partial softmaxes are merged per head. Dot products and
+// One task per (token, chunk of slots): every head goes through the chunk's slots, so the cache is read once per
+// token, front to back, and the chunks' partial softmaxes are merged per head. Dot products and
 // the weighted sums of values are vectorized for every target (AVX2 / AVX-512, NEON).
 #pragma once
 
@@ -60,14 +60,16 @@ inline const float* SlotRow(const float* prefix, const float* fresh, const Probl
   return s < p.prefix ? prefix + (s * p.kv_heads + g) * p.dim : fresh + ((s - p.prefix) * p.kv_heads + g) * p.dim;
 }
 
-// Slots per task: a decode step (T = 1) over a long cache still has Hkv * P / kSlotChunk tasks for the threads
-// (flash-decoding); each chunk keeps its own softmax maximum and sum, merged per head at the end.
+// Slots per task. A task takes every KV head of its slots, so it streams one contiguous block of the cache
+// ([slots, Hkv, D] rows), which is what memory bandwidth wants, and a decode step (T = 1) over a long cache still
+// has P / kSlotChunk tasks for the threads (flash-decoding): each chunk keeps its own softmax maximum and sum per
+// head, merged at the end.
 constexpr int64_t kSlotChunk = 256;
 
-// One chunk's share of a (KV head, token) pair: for each of its G query heads, max score, sum of exp(score - max)
-// and the sum of exp(score - max) * value.
+// One chunk's share of a token: for each query head, max score, sum of exp(score - max) and the sum of
+// exp(score - max) * value.
 struct Partials {
-  std::vector<float> top, sum, acc;  // [tasks * G], [tasks * G], [tasks * G * D]
+  std::vector<float> top, sum, acc;  // [tasks * H], [tasks * H], [tasks * H * D]
 };
 
 template <class Parallel>
@@ -75,62 +77,62 @@ void Run(const Problem& p, Parallel&& parallel) {
   const int64_t group = p.heads / p.kv_heads, slots = p.prefix + p.tokens;
   const int64_t chunks = (slots + kSlotChunk - 1) / kSlotChunk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(p.dim));
-  const int64_t tasks = p.kv_heads * p.tokens * chunks;
-  Partials part{std::vector<float>(static_cast<size_t>(tasks * group)),
-                std::vector<float>(static_cast<size_t>(tasks * group)),
-                std::vector<float>(static_cast<size_t>(tasks * group * p.dim))};
+  const int64_t tasks = p.tokens * chunks;
+  Partials part{std::vector<float>(static_cast<size_t>(tasks * p.heads)),
+                std::vector<float>(static_cast<size_t>(tasks * p.heads)),
+                std::vector<float>(static_cast<size_t>(tasks * p.heads * p.dim))};
   auto visible = [&](int64_t t) { return std::min(std::max<int64_t>(p.positions[t] + 1, 1), slots); };
-  // task = (g * T + t) * chunks + c: KV head g, token t, slots [c * kSlotChunk, ...) up to what t sees
+  // task = t * chunks + c: token t, slots [c * kSlotChunk, ...) up to what t sees, every head
   parallel(tasks, 1, [&](RowRange range) {
-    std::vector<float> scores(static_cast<size_t>(group * kSlotChunk));
+    std::vector<float> scores(static_cast<size_t>(p.heads * kSlotChunk));
     for (int64_t task = range.begin; task < range.end; ++task) {
-      const int64_t c = task % chunks, t = task / chunks % p.tokens, g = task / chunks / p.tokens;
+      const int64_t t = task / chunks, c = task % chunks;
       const int64_t begin = c * kSlotChunk, end = std::min(begin + kSlotChunk, visible(t)), n = end - begin;
-      float* top = part.top.data() + task * group;
-      float* sum = part.sum.data() + task * group;
-      float* acc = part.acc.data() + task * group * p.dim;
-      std::fill_n(acc, group * p.dim, 0.0f);
+      float* top = part.top.data() + task * p.heads;
+      float* sum = part.sum.data() + task * p.heads;
+      float* acc = part.acc.data() + task * p.heads * p.dim;
       if (n <= 0) {
-        std::fill_n(top, group, -INFINITY);
-        std::fill_n(sum, group, 0.0f);
+        std::fill_n(acc, p.heads * p.dim, 0.0f);
+        std::fill_n(top, p.heads, -INFINITY);
+        std::fill_n(sum, p.heads, 0.0f);
         continue;
       }
       for (int64_t s = 0; s < n; ++s) {
-        const float* key = SlotRow(p.prefix_k, p.new_k, p, begin + s, g);
-        for (int64_t h = 0; h < group; ++h)
-          scores[h * n + s] = Dot(p.q + ((g * group + h) * p.tokens + t) * p.dim, key, p.dim) * scale;
+        const float* keys = SlotRow(p.prefix_k, p.new_k, p, begin + s, 0);  // [Hkv, D] of this slot
+        for (int64_t h = 0; h < p.heads; ++h)
+          scores[h * n + s] = Dot(p.q + (h * p.tokens + t) * p.dim, keys + h / group * p.dim, p.dim) * scale;
       }
-      for (int64_t h = 0; h < group; ++h) {
+      for (int64_t h = 0; h < p.heads; ++h) {
         float* row = scores.data() + h * n;
         top[h] = *std::max_element(row, row + n);
         sum[h] = 0.0f;
         for (int64_t s = 0; s < n; ++s) sum[h] += (row[s] = std::exp(row[s] - top[h]));
       }
+      std::fill_n(acc, p.heads * p.dim, 0.0f);
       for (int64_t s = 0; s < n; ++s) {
-        const float* value = SlotRow(p.prefix_v, p.new_v, p, begin + s, g);
-        for (int64_t h = 0; h < group; ++h) AddScaled(acc + h * p.dim, scores[h * n + s], value, p.dim);
+        const float* values = SlotRow(p.prefix_v, p.new_v, p, begin + s, 0);  // [Hkv, D] of this slot
+        for (int64_t h = 0; h < p.heads; ++h)
+          AddScaled(acc + h * p.dim, scores[h * n + s], values + h / group * p.dim, p.dim);
       }
     }
   });
-  // merge the chunks of each (KV head, token): out = sum_c e^(top_c - top) acc_c / sum_c e^(top_c - top) sum_c
-  parallel(p.kv_heads * p.tokens, 1, [&](RowRange range) {
+  // merge the chunks of each (token, head): out = sum_c e^(top_c - top) acc_c / sum_c e^(top_c - top) sum_c
+  parallel(p.tokens * p.heads, 1, [&](RowRange range) {
     for (int64_t pair = range.begin; pair < range.end; ++pair) {
-      const int64_t g = pair / p.tokens, t = pair % p.tokens;
-      for (int64_t h = 0; h < group; ++h) {
-        float top = -INFINITY;
-        for (int64_t c = 0; c < chunks; ++c) top = std::max(top, part.top[(pair * chunks + c) * group + h]);
-        float* out = p.out + (t * p.heads + g * group + h) * p.dim;
-        std::fill_n(out, p.dim, 0.0f);
-        float total = 0.0f;
-        for (int64_t c = 0; c < chunks; ++c) {
-          const int64_t at = (pair * chunks + c) * group + h;
-          if (part.sum[at] == 0.0f) continue;
-          const float weight = std::exp(part.top[at] - top);
-          total += weight * part.sum[at];
-          AddScaled(out, weight, part.acc.data() + at * p.dim, p.dim);
-        }
-        for (int64_t d = 0; d < p.dim; ++d) out[d] /= total;
+      const int64_t t = pair / p.heads, h = pair % p.heads;
+      float top = -INFINITY;
+      for (int64_t c = 0; c < chunks; ++c) top = std::max(top, part.top[(t * chunks + c) * p.heads + h]);
+      float* out = p.out + pair * p.dim;  // [T, H * D]: row t, head h
+      std::fill_n(out, p.dim, 0.0f);
+      float total = 0.0f;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t at = (t * chunks + c) * p.heads + h;
+        if (part.sum[at] == 0.0f) continue;
+        const float weight = std::exp(part.top[at] - top);
+        total += weight * part.sum[at];
+        AddScaled(out, weight, part.acc.data() + at * p.dim, p.dim);
       }
+      for (int64_t d = 0; d < p.dim; ++d) out[d] /= total;
     }
   });
 }
