@@ -66,7 +66,8 @@ def worker(work: Path, depth: int, repeats: int) -> dict:
         step()
         samples.append(time.perf_counter() - start)
     total = statistics.median(samples[1:])
-    spent, started = collections.defaultdict(float), {}
+    started = {}
+    spent = collections.defaultdict(float)
 
     def instrument(func, symbol, before, result, *args):
         if before:
@@ -76,9 +77,13 @@ def worker(work: Path, depth: int, repeats: int) -> dict:
         return 0
 
     vm.set_instrument(instrument)
+    per_repeat = []
     for _ in range(repeats):
+        spent.clear()
         step()
-    kernels = {name: seconds / repeats for name, seconds in spent.items() if name is not None}
+        per_repeat.append(dict(spent))
+    kernels = {name: statistics.median(r.get(name, 0.0) for r in per_repeat)
+               for name in {n for r in per_repeat for n in r} if name is not None}
     return {"step_s": total, "kernels_s": kernels}
 
 

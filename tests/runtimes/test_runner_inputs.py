@@ -22,6 +22,11 @@ MODELS = ("demo", "bimamba-demo")
 MODEL_RUNTIMES = {"demo": RUNTIMES, "bimamba-demo": ("onnx-custom", "executorch")}
 CASES = [(model, runtime) for model in MODELS for runtime in MODEL_RUNTIMES[model]]
 each_runner = pytest.mark.parametrize("bundle, runtime", CASES, indirect=["bundle"])
+# The token-id, .npy and generate-argument checks are runner_driver.h's, the same code in every runner program, and
+# a runner program is the same for both families: the BitNet demo's three runners cover them. The model.conf and
+# fuzz tests, whose cases depend on the model's state lines, run on every (model, runtime).
+each_runner_program = pytest.mark.parametrize("bundle, runtime", [("demo", runtime) for runtime in RUNTIMES],
+                                              indirect=["bundle"])
 SANITIZER_MARKS = ("Sanitizer", "runtime error:")
 
 
@@ -30,16 +35,30 @@ def sanitized_env():
 
 
 @pytest.fixture(scope="module")
-def bundle(request, tmp_path_factory):
-    """A sanitized x86_64 bundle of an embedded demo model with every runner kind."""
-    out = tmp_path_factory.mktemp("sanitized") / f"{request.param}.bundle"
-    runtimes = [arg for name in MODEL_RUNTIMES[request.param] for arg in ("-r", name)]
-    result = subprocess.run([EDGEBIT, "export", request.param, "-t", "x86_64", *runtimes, "-o", str(out),
-                             "--max-seq-len", "64"], capture_output=True, text=True, env=sanitized_env(), timeout=900)
-    assert result.returncode == 0, result.stderr
-    opened = Bundle.open(out)
-    assert "libasan.so.8" in os.listdir(out / LOADER_DIR)  # the bundle carries its sanitizer runtimes
-    return opened
+def sanitized_bundles(tmp_path_factory):
+    """``get(model)``: a sanitized x86_64 bundle of an embedded demo model with every runner kind, exported once per
+    module. (A module-scoped fixture parametrized per test would be set up again each time the tests' order switches
+    model: one export per test.)"""
+    exported = {}
+
+    def get(model):
+        if model not in exported:
+            out = tmp_path_factory.mktemp("sanitized") / f"{model}.bundle"
+            runtimes = [arg for name in MODEL_RUNTIMES[model] for arg in ("-r", name)]
+            result = subprocess.run([EDGEBIT, "export", model, "-t", "x86_64", *runtimes, "-o", str(out),
+                                     "--max-seq-len", "64"], capture_output=True, text=True, env=sanitized_env(),
+                                    timeout=900)
+            assert result.returncode == 0, result.stderr
+            assert "libasan.so.8" in os.listdir(out / LOADER_DIR)  # the bundle carries its sanitizer runtimes
+            exported[model] = Bundle.open(out)
+        return exported[model]
+
+    return get
+
+
+@pytest.fixture
+def bundle(request, sanitized_bundles):
+    return sanitized_bundles(request.param)
 
 
 def run_runner(bundle, runtime, *args, env=None, root=None):
@@ -108,7 +127,7 @@ def bad_ids_cases(vocab, max_seq_len):
     ]
 
 
-@each_runner
+@each_runner_program
 def test_bad_token_ids(bundle, runtime, tmp_path):
     vocab, max_seq_len = bundle.manifest.model.vocab_size, bundle.manifest.model.max_seq_len
     for name, array, fragment in bad_ids_cases(vocab, max_seq_len):
@@ -117,7 +136,7 @@ def test_bad_token_ids(bundle, runtime, tmp_path):
         assert not (tmp_path / "out.npy").exists(), name
 
 
-@each_runner
+@each_runner_program
 def test_bad_npy_files(bundle, runtime, tmp_path):
     good = npy(tmp_path / "good.npy", np.array([[1, 2, 3]]))
     data = good.read_bytes()
@@ -141,7 +160,7 @@ def test_bad_npy_files(bundle, runtime, tmp_path):
     assert np.load(tmp_path / "out.npy").shape == (1, 3, bundle.manifest.model.vocab_size)
 
 
-@each_runner
+@each_runner_program
 def test_bad_generate_arguments(bundle, runtime, tmp_path):
     max_seq_len = bundle.manifest.model.max_seq_len
     prompt = npy(tmp_path / "prompt.npy", np.array([[1, 2, 3]]))
@@ -200,15 +219,16 @@ def test_bad_model_conf(bundle, runtime, tmp_path):
 
 @each_runner
 def test_mutated_inputs_through_the_runner(bundle, runtime, tmp_path):
-    """A few hundred fuzz cases through the real sanitized runner: only "ran" or a one-line input error.
-    (benchmarks/fuzz_runner_readers.py runs >= 10,000 per reader through the same reader code.)"""
+    """Fuzz cases through the real sanitized runner: only "ran" or a one-line input error. (The readers themselves
+    take many more in tests/fuzz/test_fuzz_runner_readers.py, and benchmarks/fuzz_runner_readers.py runs >= 10,000
+    per reader through the same reader code.)"""
     import random
 
     rng, seeds = random.Random(f"runner-{runtime}"), npy_seeds()
     ids = npy(tmp_path / "ids.npy", np.array([[1, 2, 3]]))
     root = tmp_path / "conf-root"
     shutil.copytree(bundle.root / runtime_dir(runtime), root, symlinks=True)
-    for index in range(25):
+    for index in range(12):
         case = tmp_path / "case.npy"
         case.write_bytes(npy_case(rng, seeds))
         result = run_runner(bundle, runtime, "logits", case, tmp_path / "o.npy")
