@@ -270,7 +270,8 @@ class Row:
     def result(self) -> dict:
         """The entry of ``--json``'s "results" list."""
         return {"engine": self.engine, "threads": self.threads, "depth": self.depth,
-                "decode_tokens_per_s": round(self.decode, 3), "prefill_tokens_per_s": None if self.prefill is None else round(self.prefill, 3),
+                "decode_tokens_per_s": round(self.decode, 3),
+                "prefill_tokens_per_s": None if self.prefill is None else round(self.prefill, 3),
                 "head": self.head, "weights": self.weights, "bytes_per_token": int(self.bytes_per_token)}
 
 

@@ -63,7 +63,7 @@ def operator_module(op: str, *args):
     from edgebit.errors import EdgebitError
 
     # A fresh C-ordered copy: numpy views (x[None]) and empty arrays carry zero strides, which ExecuTorch refuses.
-    tensors = [torch.from_numpy(np.array(a, order="C", copy=True)).clone(memory_format=torch.contiguous_format)
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).clone(memory_format=torch.contiguous_format)
                if isinstance(a, np.ndarray) else a for a in args]
     package = importlib.import_module(f"edgebit_ops.{op}")
     if not hasattr(package, "calling_layer"):

@@ -55,9 +55,9 @@ inline void AddScaled(float* out, float p, const float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] += p * v[i];
 }
 
-// Row of slot s for KV head g: the prefix's row s, or new row s - P.
-inline const float* SlotRow(const float* prefix, const float* fresh, const Problem& p, int64_t s, int64_t g) {
-  return s < p.prefix ? prefix + (s * p.kv_heads + g) * p.dim : fresh + ((s - p.prefix) * p.kv_heads + g) * p.dim;
+// The [Hkv, D] rows of slot s: the prefix's row s, or new row s - P.
+inline const float* SlotRows(const float* prefix, const float* fresh, const Problem& p, int64_t s) {
+  return s < p.prefix ? prefix + s * p.kv_heads * p.dim : fresh + (s - p.prefix) * p.kv_heads * p.dim;
 }
 
 // Slots per task. A task takes every KV head of its slots, so it streams one contiguous block of the cache
@@ -98,7 +98,7 @@ void Run(const Problem& p, Parallel&& parallel) {
         continue;
       }
       for (int64_t s = 0; s < n; ++s) {
-        const float* keys = SlotRow(p.prefix_k, p.new_k, p, begin + s, 0);  // [Hkv, D] of this slot
+        const float* keys = SlotRows(p.prefix_k, p.new_k, p, begin + s);
         for (int64_t h = 0; h < p.heads; ++h)
           scores[h * n + s] = Dot(p.q + (h * p.tokens + t) * p.dim, keys + h / group * p.dim, p.dim) * scale;
       }
@@ -110,7 +110,7 @@ void Run(const Problem& p, Parallel&& parallel) {
       }
       std::fill_n(acc, p.heads * p.dim, 0.0f);
       for (int64_t s = 0; s < n; ++s) {
-        const float* values = SlotRow(p.prefix_v, p.new_v, p, begin + s, 0);  // [Hkv, D] of this slot
+        const float* values = SlotRows(p.prefix_v, p.new_v, p, begin + s);
         for (int64_t h = 0; h < p.heads; ++h)
           AddScaled(acc + h * p.dim, scores[h * n + s], values + h / group * p.dim, p.dim);
       }

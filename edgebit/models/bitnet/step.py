@@ -20,7 +20,6 @@ and out. Both forms share the layer code below.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

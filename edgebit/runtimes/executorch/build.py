@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import shutil
 import subprocess
 from pathlib import Path
 
 from edgebit.toolchain import provision
-from edgebit.toolchain.doctor import missing_tool_message
+from edgebit.toolchain.compiler import compile_or_raise, require_compiler
 from edgebit.toolchain.sanitize import sanitizer_flags
 from edgebit.bundle.layout import RUNNER_NAME
 from edgebit.errors import EdgebitError
@@ -97,20 +96,12 @@ def runtime_libraries(target: Target) -> list[Path]:
     return paths
 
 
-def _compile(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
-        raise EdgebitError(f"building {what} failed: {errors[0] if errors else 'no output'}")
-
-
 def build(target: Target) -> Path:
     """A directory with ``bin/edgebit-runner`` and ``lib/libedgebit_executorch_ops.so`` for ``target``.
 
     The runner finds the kernel library and the ExecuTorch libraries in ``$ORIGIN/../lib``.
     """
-    if shutil.which(target.cxx) is None:
-        raise EdgebitError(missing_tool_message(target.cxx))
+    require_compiler(target)
     import edgebit_ops
 
     libraries = runtime_libraries(target)
@@ -129,12 +120,12 @@ def build(target: Target) -> Path:
         (staging / "bin").mkdir()
         (staging / "lib").mkdir()
         kernels = staging / "lib" / KERNEL_LIBRARY
-        _compile([*common, *target.cflags, f"-I{edgebit_ops.OPS_ROOT}", "-fPIC", "-shared", *map(str, sources),
+        compile_or_raise([*common, *target.cflags, f"-I{edgebit_ops.OPS_ROOT}", "-fPIC", "-shared", *map(str, sources),
                   "-o", str(kernels), *lib_dirs, "-lexecutorch_threadpool", "-lexecutorch", "-Wl,-rpath,$ORIGIN"],
                  "the ExecuTorch kernels")
         # The kernel and delegate libraries register themselves from static initializers and export nothing the
         # runner calls: --no-as-needed keeps them in its dependencies.
-        _compile([*common, f"-I{DRIVER_HEADER.parent}", str(RUNNER_SOURCE), "-o", str(staging / "bin" / RUNNER_NAME), *lib_dirs,
+        compile_or_raise([*common, f"-I{DRIVER_HEADER.parent}", str(RUNNER_SOURCE), "-o", str(staging / "bin" / RUNNER_NAME), *lib_dirs,
                   f"-L{staging / 'lib'}", "-Wl,--no-as-needed", "-ledgebit_executorch_ops",
                   "-lexecutorch_kernels_optimized", "-lexecutorch_backend_xnnpack", "-lexecutorch_threadpool",
                   "-lexecutorch", "-Wl,--as-needed", "-Wl,-rpath,$ORIGIN/../lib"], "the ExecuTorch runner")

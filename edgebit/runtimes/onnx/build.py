@@ -20,7 +20,7 @@ from pathlib import Path
 
 import edgebit_ops
 from edgebit.toolchain import provision
-from edgebit.toolchain.doctor import missing_tool_message
+from edgebit.toolchain.compiler import compile_or_raise, require_compiler
 from edgebit.toolchain.sanitize import sanitizer_flags
 from edgebit.bundle.layout import RUNNER_NAME
 from edgebit.errors import EdgebitError
@@ -50,11 +50,6 @@ def unsupported_reason(target: Target) -> str | None:
         return (f"no {target.debian_arch} onnxruntime wheel on PyPI to ship in the bundle (Debian sid's riscv64 "
                 f"ORT 1.23 and its ~190 MB of dependencies are not packaged by edgebit yet)")
     return None
-
-
-def _check_compiler(target: Target) -> None:
-    if shutil.which(target.cxx) is None:
-        raise EdgebitError(missing_tool_message(target.cxx))
 
 
 def headers() -> Path:
@@ -106,15 +101,12 @@ def _digest(target: Target, files, extra: bytes = b"") -> str:
 
 
 def _compile(target: Target, command: list[str], what: str) -> None:
-    result = subprocess.run([target.cxx, *sanitizer_flags(target), *command], capture_output=True, text=True)
-    if result.returncode != 0:
-        errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
-        raise EdgebitError(f"building {what} for {target.name} failed: {errors[0] if errors else 'no output'}")
+    compile_or_raise([target.cxx, *sanitizer_flags(target), *command], f"{what} for {target.name}")
 
 
 def build_ops_library(target: Target) -> Path:
     """``libedgebit_ort_ops.so`` for ``target`` (the ``edgebit`` custom-op domain), built on first use."""
-    _check_compiler(target)
+    require_compiler(target)
     include = headers()
     digest = _digest(target, (*OPS_SOURCES, *edgebit_ops.kernel_headers()), (include / "onnxruntime_c_api.h").read_bytes()[:8192])
 
@@ -128,7 +120,7 @@ def build_ops_library(target: Target) -> Path:
 
 def build_runner(target: Target) -> Path:
     """The ONNX Runtime device runner for ``target``, linked against its libonnxruntime.so.1 (at $ORIGIN/../lib)."""
-    _check_compiler(target)
+    require_compiler(target)
     include = headers()
     library = ort_library(target)
     with library.open("rb") as head:

@@ -11,14 +11,11 @@ sets the threads.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 from pathlib import Path
 
-from edgebit.errors import EdgebitError
 from edgebit.targets import Target
 from edgebit.toolchain import provision
-from edgebit.toolchain.doctor import missing_tool_message
+from edgebit.toolchain.compiler import compile_or_raise, require_compiler
 
 
 # Architectures whose kernel.h files have vector paths (x86-64: AVX-512 VNNI / AVX2, arm64: NEON / sdot). Elsewhere
@@ -47,8 +44,7 @@ def compile_objects(extern: ExternKernels, target: Target) -> list[Path]:
 
     if not extern.sources:
         return []
-    if shutil.which(target.cxx) is None:
-        raise EdgebitError(missing_tool_message(target.cxx))
+    require_compiler(target)
     objects = []
     for source in extern.sources:
         path = edgebit_ops.OPS_ROOT / source
@@ -57,13 +53,10 @@ def compile_objects(extern: ExternKernels, target: Target) -> list[Path]:
                                 + target.cxx.encode() + " ".join(target.cflags).encode()).hexdigest()[:16]
         name = path.with_suffix(".o").name
 
-        def build(staging: Path, path=path, name=name) -> None:
-            result = subprocess.run([target.cxx, "-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden", *target.cflags,
-                                     f"-I{edgebit_ops.OPS_ROOT}", "-c", str(path), "-o", str(staging / name)],
-                                    capture_output=True, text=True)
-            if result.returncode != 0:
-                errors = [line for line in result.stderr.splitlines() if "error" in line] or ["no output"]
-                raise EdgebitError(f"building {source} for {target.name} failed: {errors[0]}")
+        def build(staging: Path, path=path, name=name, source=source) -> None:
+            compile_or_raise([target.cxx, "-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden", *target.cflags,
+                              f"-I{edgebit_ops.OPS_ROOT}", "-c", str(path), "-o", str(staging / name)],
+                             f"{source} for {target.name}")
 
         folder = f"{path.parent.name}-{target.name}-{digest}"
         objects.append(provision.cached_build(provision.cache_dir() / "tvm-extern" / folder, build) / name)

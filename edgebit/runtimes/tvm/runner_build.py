@@ -7,12 +7,11 @@ and links the target's libtvm_runtime.so + libtvm_ffi.so, which the bundle ships
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
 from edgebit.toolchain import provision
-from edgebit.toolchain.doctor import missing_tool_message
+from edgebit.toolchain.compiler import require_compiler
 from edgebit.toolchain.sanitize import sanitizer_flags
 from edgebit.bundle.layout import RUNNER_NAME
 from edgebit.errors import EdgebitError
@@ -32,8 +31,7 @@ def _ffi_include_dirs() -> list[Path]:
 
 def build_runner(target: Target) -> Path:
     """Path of the runner binary for ``target`` (built on first use)."""
-    if shutil.which(target.cxx) is None:
-        raise EdgebitError(missing_tool_message(target.cxx))
+    require_compiler(target)
     libraries = runtime_libraries(target)
     sanitize = sanitizer_flags(target)
     digest = hashlib.sha256(RUNNER_SOURCE.read_bytes() + DRIVER_HEADER.read_bytes() + target.cxx.encode()
