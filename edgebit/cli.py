@@ -21,7 +21,7 @@ from rich.table import Table
 
 from edgebit.devices import RUN_TIMEOUT_S, devices_help
 from edgebit.errors import EdgebitError
-from edgebit.export import HEAD_PRECISIONS
+from edgebit.export import HEAD_PRECISIONS, KV_CACHE_PRECISIONS
 from edgebit.runtimes import choices_help as runtimes_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -144,6 +144,9 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
              trust: Optional[list[Path]] = Trust,
              head: str = typer.Option("fp32", "--head", help="on the host: the output head's precision "
                                       f"({' | '.join(HEAD_PRECISIONS)}), as a bundle exported with --head has it"),
+             kv_cache: str = typer.Option("fp32", "--kv-cache", help="on the host: the KV cache's precision "
+                                          f"({' | '.join(KV_CACHE_PRECISIONS)}), as a bundle exported with "
+                                          "--kv-cache has it"),
              allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
     """Generate text: on the host with PyTorch (a checkpoint), or on a device (a bundle and --device); the text is
     printed as it is generated."""
@@ -161,11 +164,11 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
         raise EdgebitError("--trust checks a bundle before it goes to a device; add --device")
     tokenizer = load_tokenizer(resolve_model(model))
     prompt_ids = _prompt_ids(resolve_model(model), tokenizer, prompt, chat, system)
-    if head not in HEAD_PRECISIONS:
-        raise EdgebitError(f"--head {head}: choose one of {', '.join(HEAD_PRECISIONS)}")
+    _check_precisions(head, kv_cache)
     from edgebit.models.head import set_head_precision
+    from edgebit.models.kv_cache import set_kv_cache_precision
 
-    loaded = set_head_precision(_load(model, allow_pickle, sha256), head)
+    loaded = set_kv_cache_precision(set_head_precision(_load(model, allow_pickle, sha256), head), kv_cache)
     stream = TextStream(tokenizer.decode, _write_now, tuple(stop or ()))
     console.print(f"[bold]{prompt}[/bold]", end="", highlight=False)
     generate_ids(loaded, prompt_ids, sampling, getattr(loaded.config, "eos_token_id", None), stream.add)
@@ -306,6 +309,9 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
            head: str = typer.Option(HEAD_PRECISIONS[0], "--head", help="precision of the output head and tied "
                                     f"embedding: {' | '.join(HEAD_PRECISIONS)} (int8: 4x fewer bytes per token, "
                                     "perplexity cost recorded in the manifest)"),
+           kv_cache: str = typer.Option(KV_CACHE_PRECISIONS[0], "--kv-cache", help="precision of the KV cache on "
+                                        f"the device: {' | '.join(KV_CACHE_PRECISIONS)} (fp16: half the memory and "
+                                        "the bytes a step at depth reads; perplexity cost recorded in the manifest)"),
            sign: Optional[Path] = typer.Option(None, "--sign", metavar="KEYFILE", help="sign manifest.json with this "
                                                "Ed25519 private key (edgebit keygen) into manifest.sig"),
            allow_pickle: bool = AllowPickle, sha256: Optional[list[str]] = Sha256) -> None:
@@ -320,10 +326,9 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
     timer = StageTimer(lambda name, seconds: console.print(f"  [green]done[/green] {name:<40} {seconds:7.2f} s"))
     console.print(f"exporting {source} for {resolved.name} -> {output}")
     skipped = lambda name, reason: console.print(f"  [yellow]skipped[/yellow] {name}: {reason}")
-    if head not in HEAD_PRECISIONS:
-        raise EdgebitError(f"--head {head}: choose one of {', '.join(HEAD_PRECISIONS)}")
+    _check_precisions(head, kv_cache)
     config = ExportConfig(source, resolved, output, max_seq_len, tuple(runtime), _load_options(allow_pickle, sha256),
-                          signing_key=sign, head=head)
+                          signing_key=sign, head=head, kv_cache=kv_cache)
     try:
         with _interrupt_stops_child_processes():
             bundle = export_bundle(config, timer, skipped)
@@ -331,6 +336,8 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
         raise Interrupted(f"nothing was written to {output}") from None
     size = sum(bundle.file(f).stat().st_size for f in bundle.manifest.files)
     console.print(f"  {head_text(bundle.manifest.model.head)}")
+    if bundle.manifest.model.kv_cache is not None:
+        console.print(f"  {kv_cache_text(bundle.manifest.model.kv_cache)}")
     console.print(f"wrote {output} ({len(bundle.manifest.files)} files, {size / 1e6:.1f} MB) in "
                   f"{sum(timer.timings.values()):.1f} s" + (", signed" if sign else ""))
 
@@ -413,8 +420,7 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
     if text is not None:
         windows = text_windows(_read_text_tokens(opened, text), opened.manifest.model.max_seq_len)
         if model is not None:
-            host_text = _host_text_perplexity(model, opened.manifest.model.head.get("precision", "fp32"),
-                                              opened.manifest.model.config, windows, allow_pickle)
+            host_text = _host_text_perplexity(model, opened.manifest.model, windows, allow_pickle)
 
     def run(session):
         reports = [run_validation(session, r) for r in chosen]
@@ -432,13 +438,16 @@ def validate(bundle: Path = typer.Argument(..., help="bundle directory (edgebit 
         single = {"device": results[0]["device"], "runtimes": results[0]["runtimes"]} if len(outcomes) == 1 else {}
         extra = {"text": {"file": str(text), "windows": list(windows.shape), "host_perplexity": host_text,
                           "device_perplexity": text_results}} if windows is not None else {}
-        print(json.dumps({"bundle": str(bundle), "head": opened.manifest.model.head, **single,
+        print(json.dumps({"bundle": str(bundle), "head": opened.manifest.model.head,
+                          "kv_cache": opened.manifest.model.kv_cache, **single,
                           "passed": all(r["passed"] for r in results), "results": results, **extra}, indent=2))
     else:
         for o in done:  # one table per device: a Pi 4, a Pi 5 and a phone side by side
             console.print(_validation_table(f"{bundle} on {o.where}", o.value))
         if done:
             console.print(head_text(opened.manifest.model.head))
+            if opened.manifest.model.kv_cache is not None:
+                console.print(kv_cache_text(opened.manifest.model.kv_cache))
         if windows is not None and done:
             table = Table("device", "runtime", "perplexity", "host", "device - host",
                           title=f"{text}: {windows.shape[0]} window(s) of {windows.shape[1]} tokens")
@@ -475,16 +484,19 @@ def _read_text_tokens(opened, path: Path) -> list[int]:
     return load_tokenizer(opened.root).encode(content).ids
 
 
-def _host_text_perplexity(model: str, precision: str, expected_config: dict, windows, allow_pickle: bool) -> float:
-    """The host's perplexity of the windows: the checkpoint in PyTorch, with the bundle's head precision."""
+def _host_text_perplexity(model: str, record, windows, allow_pickle: bool) -> float:
+    """The host's perplexity of the windows: the checkpoint in PyTorch, with the bundle's head and KV cache
+    precisions (manifest ``model``, ``record``)."""
     from edgebit.models.head import set_head_precision
+    from edgebit.models.kv_cache import set_kv_cache_precision
     from edgebit.validate.reference import host_logits, perplexity
 
     loaded = _load(model, allow_pickle, None)
-    if loaded.config.to_dict() != expected_config:
+    if loaded.config.to_dict() != record.config:
         raise EdgebitError(f"--model {model} is not the checkpoint this bundle was exported from (its config "
                            "differs); pass that checkpoint")
-    set_head_precision(loaded, precision)
+    set_head_precision(loaded, record.head.get("precision", "fp32"))
+    set_kv_cache_precision(loaded, (record.kv_cache or {}).get("precision", "fp32"))
     return perplexity(host_logits(loaded, windows), windows)
 
 
@@ -502,14 +514,32 @@ def head_sizes(model) -> dict:
             "bytes": {"fp32": tables * rows * columns * 4, "int8": tables * rows * (padded + 4)}}
 
 
+def _check_precisions(head: str, kv_cache: str) -> None:
+    if head not in HEAD_PRECISIONS:
+        raise EdgebitError(f"--head {head}: choose one of {', '.join(HEAD_PRECISIONS)}")
+    if kv_cache not in KV_CACHE_PRECISIONS:
+        raise EdgebitError(f"--kv-cache {kv_cache}: choose one of {', '.join(KV_CACHE_PRECISIONS)}")
+
+
+def kv_cache_text(kv_cache: dict) -> str:
+    """The bundle's KV cache precision and what it cost in perplexity on the reference texts at export."""
+    return _precision_text("KV cache", kv_cache, "an fp32 cache")
+
+
 def head_text(head: dict) -> str:
     """The bundle's head precision and what it cost in perplexity on the reference texts at export."""
-    precision = head.get("precision", "fp32")
-    cost = head.get("reference_perplexity")
+    return _precision_text("head", head, "the fp32 head")
+
+
+def _precision_text(what: str, record: dict, baseline: str) -> str:
+    """"WHAT PRECISION", with the reference perplexity against fp32 (``record["reference_perplexity"]``) if
+    the export measured it."""
+    precision = record.get("precision", "fp32")
+    cost = record.get("reference_perplexity")
     if not (isinstance(cost, dict) and all(isinstance(cost.get(k), (int, float)) and cost[k] > 0
                                            for k in ("fp32", precision))) or precision == "fp32":
-        return f"head {precision}"
-    return (f"head {precision}: reference perplexity {cost[precision]:.3f}, {cost['fp32']:.3f} with the fp32 head "
+        return f"{what} {precision}"
+    return (f"{what} {precision}: reference perplexity {cost[precision]:.3f}, {cost['fp32']:.3f} with {baseline} "
             f"({(cost[precision] / cost['fp32'] - 1) * 100:+.2f} %)")
 
 

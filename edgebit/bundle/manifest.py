@@ -48,6 +48,9 @@ class ModelRecord:
     layout: str | None = None
     # {"precision": "fp32" | "int8", "reference_perplexity": {"fp32": ..., "int8": ...}} (edgebit.models.head)
     head: dict = field(default_factory=lambda: {"precision": "fp32"})
+    # {"precision": "fp16" | "fp32", "reference_perplexity": {...}} (edgebit.models.kv_cache); None: no KV cache, or
+    # a bundle from before the choice existed (float32)
+    kv_cache: dict | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -108,6 +111,10 @@ class Manifest:
         head = model.get("head", {"precision": "fp32"})
         if not isinstance(head, dict) or not isinstance(head.get("precision"), str):
             raise ManifestError(f"{where}: model 'head' must be an object with a 'precision'; export the bundle again")
+        kv_cache = model.get("kv_cache")
+        if kv_cache is not None and (not isinstance(kv_cache, dict) or not isinstance(kv_cache.get("precision"), str)):
+            raise ManifestError(f"{where}: model 'kv_cache' must be an object with a 'precision'; export the bundle "
+                                "again")
         features, tvm = target.get("features") or [], target.get("tvm") or {}
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise ManifestError(f"{where}: target 'features' must be a list of strings; export the bundle again")
@@ -115,7 +122,8 @@ class Manifest:
             raise ManifestError(f"{where}: target 'tvm' must be an object; export the bundle again")
         return cls(
             model=ModelRecord(_require(model, "family", str, f"{where} model"), config, max_seq_len,
-                              layout if isinstance(layout, str) else None, dict(head)),
+                              layout if isinstance(layout, str) else None, dict(head),
+                              dict(kv_cache) if kv_cache is not None else None),
             target=TargetRecord(_require(target, "name", str, f"{where} target"),
                                 _require(target, "triple", str, f"{where} target"),
                                 _require(target, "debian_arch", str, f"{where} target"),

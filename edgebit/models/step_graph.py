@@ -38,9 +38,15 @@ class StepGraph:
     # input is the filled prefix [P, ...] of a [max_seq_len, ...] buffer the runner owns, the output the T new rows
     # it writes at row P: BitNet's KV caches). Empty: every state is "replace".
     state_kinds: list[str] = field(default_factory=list)
+    # Per state: its numpy dtype name ("float32", or "float16" for a KV cache stored at half precision). Empty: every
+    # state is float32.
+    state_dtypes: list[str] = field(default_factory=list)
 
     def kind(self, index: int) -> str:
         return self.state_kinds[index] if self.state_kinds else "replace"
+
+    def dtype(self, index: int) -> str:
+        return self.state_dtypes[index] if self.state_dtypes else "float32"
 
     @property
     def input_names(self) -> list[str]:
@@ -52,10 +58,11 @@ class StepGraph:
 
     def runner_conf(self) -> str:
         """model.conf for the device runners: input kinds, the longest sequence, the vocabulary, one line per
-        state shape (read strictly by runtimes/runner_driver.h)."""
+        state shape, led by its dtype when it is not float32 (read strictly by runtimes/runner_driver.h)."""
         lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}",
                  f"vocab_size {self.vocab_size}"]
-        lines += [f"{'cache' if self.kind(i) == 'append' else 'state'} {' '.join(map(str, shape))}"
+        lines += [" ".join([("cache" if self.kind(i) == "append" else "state"),
+                            *([self.dtype(i)] if self.dtype(i) != "float32" else []), *map(str, shape)])
                   for i, shape in enumerate(self.state_shapes)]
         return "\n".join(lines) + "\n"
 
@@ -70,7 +77,7 @@ class StepStates:
         import numpy as np
 
         self.graph, self.to_input = graph, to_input
-        self.buffers = [np.zeros(shape, np.float32) for shape in graph.state_shapes]
+        self.buffers = [np.zeros(shape, graph.dtype(i)) for i, shape in enumerate(graph.state_shapes)]
 
     def inputs(self, position: int) -> list:
         return [self.to_input(b[:position] if self.graph.kind(i) == "append" else b)
@@ -82,7 +89,7 @@ class StepStates:
 
         for i, out in enumerate(outputs):
             out = np.asarray(out.detach().numpy() if hasattr(out, "detach") else
-                             out.numpy() if hasattr(out, "numpy") else out, np.float32)
+                             out.numpy() if hasattr(out, "numpy") else out, self.graph.dtype(i))
             if self.graph.kind(i) == "append":
                 self.buffers[i][position:position + out.shape[0]] = out
             else:

@@ -19,7 +19,8 @@
 // model.conf: "inputs tokens [position]", "max_seq_len N", "vocab_size V" and one line per recurrent state, in
 // argument order: "state D0 D1 ..." (the step returns the whole next state, which replaces it) or "cache S D1 ..."
 // (a buffer of S = max_seq_len rows the runner owns: the step takes its filled prefix [P, D1, ...], a view, and
-// returns the T new rows, which the runner writes at row P; see AppendCaches). Timings and the runner's peak resident
+// returns the T new rows, which the runner writes at row P; see AppendCaches). A state's dimensions may be led by its
+// element type, "float16" or "float32" (the default): "cache float16 S D1 ...". Timings and the runner's peak resident
 // memory go to stdout as one JSON line.
 //
 // Everything the runner is given is checked before the model is loaded: the .npy header against the file's size,
@@ -250,6 +251,9 @@ struct RunnerConf {
   int64_t vocab_size = 0;
   std::vector<std::vector<int64_t>> state_shapes;
   std::vector<bool> state_appends;  // per state: a "cache" line (rows appended) rather than a "state" line
+  std::vector<bool> state_half;     // per state: float16 elements rather than float32
+
+  size_t ElementBytes(size_t state) const { return state_half[state] ? 2 : 4; }
 };
 
 inline RunnerConf ReadConf(const std::string& path) {
@@ -277,13 +281,17 @@ inline RunnerConf ReadConf(const std::string& path) {
       if (values.size() != 1) throw InputError(where + ": expected '" + key + " N'");
       (key == "max_seq_len" ? conf.max_seq_len : conf.vocab_size) = ParseInteger(values[0], 1, 1 << 24, where + ": " + key);
     } else if (key == "state" || key == "cache") {
+      const bool half = !values.empty() && values[0] == "float16";
+      if (!values.empty() && (half || values[0] == "float32")) values.erase(values.begin());
+      if (half && key != "cache") throw InputError(where + ": only a 'cache' may be float16");
       if (values.empty() || values.size() > 8 || conf.state_shapes.size() >= 1024)
-        throw InputError(where + ": expected '" + key + " D0 D1 ...' with 1 to 8 dimensions");
+        throw InputError(where + ": expected '" + key + " [float16|float32] D0 D1 ...' with 1 to 8 dimensions");
       std::vector<int64_t> shape;
       for (const auto& value : values) shape.push_back(ParseInteger(value, 1, 1 << 24, where + ": a state dimension"));
       if (NumElements(shape, where) > (int64_t{1} << 31)) throw InputError(where + ": state larger than 2^31 elements");
       conf.state_shapes.push_back(shape);
       conf.state_appends.push_back(key == "cache");
+      conf.state_half.push_back(half);
     } else {
       throw InputError(where + ": unknown or repeated key '" + Printable(key) + "'");
     }
@@ -296,8 +304,8 @@ inline RunnerConf ReadConf(const std::string& path) {
   return conf;
 }
 
-// The "cache" states of a step (see model.conf above): float32 buffers of max_seq_len rows, 64-byte aligned (compiled
-// kernels may assume it), allocated once. A runtime passes Prefix(i) with the shape [position, ...] as the state
+// The "cache" states of a step (see model.conf above): buffers of max_seq_len rows (float32 or float16 elements, as
+// model.conf says), 64-byte aligned (compiled kernels may assume it), allocated once. A runtime passes Prefix(i) with the shape [position, ...] as the state
 // input (the filled rows, no copy) and hands each returned block of new rows to Append, which checks its size and
 // copies it in at the position. Rows past the position are never read, so a new sequence needs no reset.
 class AppendCaches {
@@ -306,10 +314,11 @@ class AppendCaches {
     for (size_t i = 0; i < conf.state_shapes.size(); ++i) {
       if (!conf.state_appends[i]) continue;
       const auto& shape = conf.state_shapes[i];
-      const size_t bytes = static_cast<size_t>(NumElements(shape)) * sizeof(float);
+      const size_t row_bytes = static_cast<size_t>(NumElements(shape) / shape[0]) * conf.ElementBytes(i);
+      const size_t bytes = row_bytes * static_cast<size_t>(shape[0]);
       void* data = nullptr;
       if (posix_memalign(&data, 64, bytes ? bytes : 64) != 0) throw std::bad_alloc();
-      buffers_[i] = {static_cast<float*>(data), NumElements(shape) / shape[0], shape[0]};
+      buffers_[i] = {static_cast<char*>(data), row_bytes, shape[0]};
     }
   }
   ~AppendCaches() {
@@ -319,18 +328,20 @@ class AppendCaches {
   AppendCaches& operator=(const AppendCaches&) = delete;
 
   bool Has(size_t i) const { return buffers_.count(i) != 0; }
-  float* Prefix(size_t i) { return buffers_.at(i).data; }
-  void Append(size_t i, const float* rows, int64_t count, int64_t elements, int64_t position) {
+  void* Prefix(size_t i) { return buffers_.at(i).data; }
+  // `count` new rows of `bytes` bytes in all, written at row `position`.
+  void Append(size_t i, const void* rows, int64_t count, size_t bytes, int64_t position) {
     const Buffer& b = buffers_.at(i);
-    if (elements != count * b.row_elements || position < 0 || position + count > b.rows)
+    if (count < 0 || bytes != static_cast<size_t>(count) * b.row_bytes || position < 0 || position + count > b.rows)
       throw std::runtime_error("the model returned a cache block of the wrong size");
-    std::memcpy(b.data + position * b.row_elements, rows, static_cast<size_t>(elements) * sizeof(float));
+    std::memcpy(b.data + static_cast<size_t>(position) * b.row_bytes, rows, bytes);
   }
 
  private:
   struct Buffer {
-    float* data;
-    int64_t row_elements, rows;
+    char* data;
+    size_t row_bytes;
+    int64_t rows;
   };
   std::map<size_t, Buffer> buffers_;
 };

@@ -11,12 +11,13 @@
 
 namespace edgebit_kernels::grouped_attention {
 
+template <class Element>
 struct Problem {
   const float* q;                            // [H, T, D]
-  const float* prefix_k;                     // [P, Hkv, D]
-  const float* prefix_v;                     // [P, Hkv, D]
-  const float* new_k;                        // [T, Hkv, D]
-  const float* new_v;                        // [T, Hkv, D]
+  const Element* prefix_k;                   // [P, Hkv, D]
+  const Element* prefix_v;                   // [P, Hkv, D]
+  const Element* new_k;                      // [T, Hkv, D]
+  const Element* new_v;                      // [T, Hkv, D]
   const int64_t* positions;                  // [T]
   float* out;                                // [T, H * D]
   int64_t heads, kv_heads, tokens, prefix, dim;
@@ -27,13 +28,23 @@ struct Problem {
 // reordered); this one says the order: 8 lanes, two accumulators, then a fixed tree.
 typedef float Float8 __attribute__((vector_size(32)));
 
+typedef _Float16 Half8 __attribute__((vector_size(16)));
+
 inline Float8 Load8(const float* p) {
   Float8 v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 
-inline float Dot(const float* a, const float* b, int64_t n) {
+// Eight float16 values widened (F16C's vcvtph2ps on x86-64 with -march=haswell, fcvtl on arm64).
+inline Float8 Load8(const _Float16* p) {
+  Half8 v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, Float8);
+}
+
+template <class Element>
+inline float Dot(const float* a, const Element* b, int64_t n) {
   Float8 even = {}, odd = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -46,17 +57,25 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   }
   const Float8 acc = even + odd;
   float total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) total += a[i] * b[i];
+  for (; i < n; ++i) total += a[i] * static_cast<float>(b[i]);
   return total;
 }
 
 // out[0:n] += p * v[0:n]
-inline void AddScaled(float* out, float p, const float* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] += p * v[i];
+template <class Element>
+inline void AddScaled(float* out, float p, const Element* v, int64_t n) {
+  int64_t i = 0;
+  const Float8 scale = Float8{} + p;
+  for (; i + 8 <= n; i += 8) {
+    const Float8 sum = Load8(out + i) + scale * Load8(v + i);
+    std::memcpy(out + i, &sum, sizeof sum);
+  }
+  for (; i < n; ++i) out[i] += p * static_cast<float>(v[i]);
 }
 
 // The [Hkv, D] rows of slot s: the prefix's row s, or new row s - P.
-inline const float* SlotRows(const float* prefix, const float* fresh, const Problem& p, int64_t s) {
+template <class Element>
+inline const Element* SlotRows(const Element* prefix, const Element* fresh, const Problem<Element>& p, int64_t s) {
   return s < p.prefix ? prefix + s * p.kv_heads * p.dim : fresh + (s - p.prefix) * p.kv_heads * p.dim;
 }
 
@@ -72,8 +91,8 @@ struct Partials {
   std::vector<float> top, sum, acc;  // [tasks * H], [tasks * H], [tasks * H * D]
 };
 
-template <class Parallel>
-void Run(const Problem& p, Parallel&& parallel) {
+template <class Element, class Parallel>
+void Run(const Problem<Element>& p, Parallel&& parallel) {
   const int64_t group = p.heads / p.kv_heads, slots = p.prefix + p.tokens;
   const int64_t chunks = (slots + kSlotChunk - 1) / kSlotChunk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(p.dim));
@@ -98,7 +117,7 @@ void Run(const Problem& p, Parallel&& parallel) {
         continue;
       }
       for (int64_t s = 0; s < n; ++s) {
-        const float* keys = SlotRows(p.prefix_k, p.new_k, p, begin + s);
+        const Element* keys = SlotRows(p.prefix_k, p.new_k, p, begin + s);
         for (int64_t h = 0; h < p.heads; ++h)
           scores[h * n + s] = Dot(p.q + (h * p.tokens + t) * p.dim, keys + h / group * p.dim, p.dim) * scale;
       }
@@ -110,7 +129,7 @@ void Run(const Problem& p, Parallel&& parallel) {
       }
       std::fill_n(acc, p.heads * p.dim, 0.0f);
       for (int64_t s = 0; s < n; ++s) {
-        const float* values = SlotRows(p.prefix_v, p.new_v, p, begin + s);
+        const Element* values = SlotRows(p.prefix_v, p.new_v, p, begin + s);
         for (int64_t h = 0; h < p.heads; ++h)
           AddScaled(acc + h * p.dim, scores[h * n + s], values + h / group * p.dim, p.dim);
       }
@@ -130,7 +149,7 @@ void Run(const Problem& p, Parallel&& parallel) {
         if (part.sum[at] == 0.0f) continue;
         const float weight = std::exp(part.top[at] - top);
         total += weight * part.sum[at];
-        AddScaled(out, weight, part.acc.data() + at * p.dim, p.dim);
+        AddScaled<float>(out, weight, part.acc.data() + at * p.dim, p.dim);
       }
       for (int64_t d = 0; d < p.dim; ++d) out[d] /= total;
     }

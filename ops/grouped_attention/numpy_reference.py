@@ -26,17 +26,19 @@ def grouped_attention(q, prefix_k, prefix_v, new_k, new_v, positions):
 
 def cases() -> dict[str, tuple]:
     """(q, prefix_k, prefix_v, new_k, new_v, positions) per case: prefill, decode over a prefix, several KV groups,
-    an odd head size, a cache longer than a kernel's chunk of slots (kernels may split the slots)."""
+    an odd head size, a cache longer than a kernel's chunk of slots (kernels may split the slots), a float16 cache."""
     rng = np.random.default_rng(0)
 
-    def case(heads, kv_heads, dim, prefix, tokens):
+    def case(heads, kv_heads, dim, prefix, tokens, cache=np.float32):
         q = rng.standard_normal((1, heads, tokens, dim)).astype(np.float32)
-        rows = lambda n: rng.standard_normal((n, kv_heads, dim)).astype(np.float32)
+        rows = lambda n: rng.standard_normal((n, kv_heads, dim)).astype(cache)
         return q, rows(prefix), rows(prefix), rows(tokens), rows(tokens), np.arange(prefix, prefix + tokens)
 
     return {"prefill-h4-kv2-d16-t7": case(4, 2, 16, 0, 7), "decode-h8-kv2-d32-p37": case(8, 2, 32, 37, 1),
             "chunk-h6-kv3-d13-p5-t4": case(6, 3, 13, 5, 4), "mha-h2-kv2-d64-p300-t2": case(2, 2, 64, 300, 2),
-            "long-h8-kv2-d32-p700-t3": case(8, 2, 32, 700, 3)}
+            "long-h8-kv2-d32-p700-t3": case(8, 2, 32, 700, 3),
+            "float16-h8-kv2-d40-p300-t2": case(8, 2, 40, 300, 2, np.float16),
+            "float16-prefill-h4-kv1-d16-t5": case(4, 1, 16, 0, 5, np.float16)}
 
 
 def reference(*args):

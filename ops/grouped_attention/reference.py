@@ -14,9 +14,9 @@ _lib.define("grouped_attention(Tensor q, Tensor prefix_k, Tensor prefix_v, Tenso
 
 
 def grouped_attention_reference(q, prefix_k, prefix_v, new_k, new_v, positions):
-    """SPEC.md in torch ops that every exporter traces."""
-    keys = torch.cat((prefix_k, new_k)).transpose(0, 1)  # [Hkv, P + T, D]
-    values = torch.cat((prefix_v, new_v)).transpose(0, 1)
+    """SPEC.md in torch ops that every exporter traces (a float16 cache is widened after the concatenation)."""
+    keys = torch.cat((prefix_k, new_k)).float().transpose(0, 1)  # [Hkv, P + T, D]
+    values = torch.cat((prefix_v, new_v)).float().transpose(0, 1)
     return attention_over_slots(q, keys, values, positions)
 
 

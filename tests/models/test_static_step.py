@@ -1,23 +1,30 @@
 """The exported graph (one step function; the runner owns the KV cache and passes its filled rows) computes what the
 eager model computes: prefill equals the full forward, and decode steps continue it exactly."""
 
+import pytest
 import torch
 
 import edgebit
 from edgebit.models.bitnet.step import AppendCacheStep
+from edgebit.models.kv_cache import set_kv_cache_precision
 from edgebit.models.step_graph import StepStates, step_graph
 from hf_checkpoints import TinyShape, write_packed
 
 
-def test_prefill_and_decode_match_the_eager_model(tmp_path):
+@pytest.mark.parametrize("kv_cache", ["fp32", "fp16"])
+def test_prefill_and_decode_match_the_eager_model(tmp_path, kv_cache):
+    """With an fp16 cache the step's cache tensors are float16 and the eager model rounds its keys and values the
+    same way, so the two still agree to float32 precision."""
     model = edgebit.load(write_packed(tmp_path / "ckpt", TinyShape(vocab=64, hidden=48, intermediate=64, heads=4,
                                                                    kv_heads=2, tied=False), "autobitlinear"))
+    set_kv_cache_precision(model, kv_cache)
     step = AppendCacheStep(model, max_seq_len=20)
     ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(0))
     full = model(ids)
     logits, *rows = step(ids, torch.tensor([0]), *step.empty_prefix())
     torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
     assert len(rows) == 2 * model.config.num_hidden_layers and all(r.shape == (12, 2, 12) for r in rows)
+    assert all(r.dtype == (torch.float16 if kv_cache == "fp16" else torch.float32) for r in rows)
 
     states = StepStates(step_graph(model, 20), torch.from_numpy)  # the runner's buffers of 20 rows
     outputs = []
@@ -29,14 +36,15 @@ def test_prefill_and_decode_match_the_eager_model(tmp_path):
     assert all(b[:12].any() and not b[12:].any() for b in states.buffers)  # rows past the last token stay empty
 
 
-def test_buffer_cache_step_matches_the_eager_model_and_restarts_at_position_zero(tmp_path):
+@pytest.mark.parametrize("kv_cache", ["fp32", "fp16"])
+def test_buffer_cache_step_matches_the_eager_model_and_restarts_at_position_zero(tmp_path, kv_cache):
     """The LLM-runner form (caches as buffers written in place): prefill + decode equal the eager model, only the
     slots of written positions change, and a second sequence from position 0 needs no reset."""
     from edgebit.models.bitnet.step import BufferCacheStep
 
     model = edgebit.load(write_packed(tmp_path / "ckpt", TinyShape(vocab=64, hidden=48, intermediate=64, heads=4,
                                                                    kv_heads=2), "bitlinear"))
-    step = BufferCacheStep(model, max_seq_len=20)
+    step = BufferCacheStep(set_kv_cache_precision(model, kv_cache), max_seq_len=20)
     generator = torch.Generator().manual_seed(1)
     for length in (12, 9):  # the second sequence overwrites the first one's slots from 0 and ignores the rest
         ids = torch.randint(0, 64, (1, length), generator=generator)

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from edgebit.models.bitnet.model import BitNetForCausalLM, apply_rope
+from edgebit.models.bitnet.model import BitNetForCausalLM, apply_rope, round_to_cache
 from edgebit.models.bitnet.step import _repeat_kv
 from edgebit.models.head import output_logits
 from edgebit.models.step_graph import GenAIDecoder
@@ -58,7 +58,9 @@ class GrowingCacheStep(nn.Module):
             q = attn.q_proj(h).view(b, s, attn.num_heads, attn.head_dim).transpose(1, 2)
             k = attn.k_proj(h).view(b, s, attn.num_kv_heads, attn.head_dim).transpose(1, 2)
             v = attn.v_proj(h).view(b, s, attn.num_kv_heads, attn.head_dim).transpose(1, 2)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            # GenAI's past is float32; the values are those a cache of the layer's cache_dtype would hold
+            q, k = apply_rope(q, cos, sin), round_to_cache(apply_rope(k, cos, sin), attn.cache_dtype)
+            v = round_to_cache(v, attn.cache_dtype)
             k_all = torch.cat((past[2 * i], k), dim=2)
             v_all = torch.cat((past[2 * i + 1], v), dim=2)
             present += [k_all, v_all]

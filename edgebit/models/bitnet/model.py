@@ -153,6 +153,11 @@ class RotaryEmbedding(nn.Module):
         return emb.cos(), emb.sin()
 
 
+def round_to_cache(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` (float32) as a KV cache of ``dtype`` stores it, back in float32: what attention reads."""
+    return x if dtype == torch.float32 else x.to(dtype).float()
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -196,13 +201,17 @@ class Attention(nn.Module):
         self.v_proj = TernaryLinear(config.hidden_size, kv)
         self.attn_sub_norm = RMSNorm(inner, config.rms_norm_eps)
         self.o_proj = TernaryLinear(inner, config.hidden_size)
+        # What the device's KV cache stores keys and values in (edgebit.models.kv_cache); attention reads them back
+        # from it, so every form of the model rounds them to it.
+        self.cache_dtype = torch.float32
 
     def forward(self, x, cos, sin, cache: KVCache | None, past: int) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin), round_to_cache(apply_rope(k, cos, sin), self.cache_dtype)
+        v = round_to_cache(v, self.cache_dtype)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         groups = self.num_heads // self.num_kv_heads

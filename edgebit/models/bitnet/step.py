@@ -38,8 +38,8 @@ def _repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Tensor, attend):
     """Logits of ``tokens`` starting at ``position``. ``attend(layer, positions, q, k, v)`` gets the layer's rotated
-    queries [1, H, T, D] and new keys and values [1, Hkv, T, D], stores the latter in its cache and returns the
-    attention output [1, T, H * D]."""
+    queries [1, H, T, D] and new keys and values [1, Hkv, T, D] (float32), stores the latter in its cache (in the
+    layer's ``cache_dtype``, which is what attention then reads) and returns the attention output [1, T, H * D]."""
     t = tokens.shape[1]
     positions = position + torch.arange(t)
     cos, sin = model.rotary(positions)
@@ -63,6 +63,7 @@ class AppendCacheStep(nn.Module):
     runner passes a view of its ``[max_seq_len, Hkv, D]`` buffer, position-major so a prefix is contiguous), each
     output the T new rows ``[T, Hkv, D]``, which the runner writes at row P. A step therefore costs what the tokens
     so far need, whatever ``max_seq_len`` is: nothing is copied but the new rows, and attention spans P + T slots.
+    The caches are in the attention layers' ``cache_dtype`` (edgebit.models.kv_cache: float16 or float32).
     """
 
     def __init__(self, model: BitNetForCausalLM, max_seq_len: int):
@@ -72,17 +73,20 @@ class AppendCacheStep(nn.Module):
         self.attention = GroupedAttention()  # edgebit::grouped_attention: one kernel call where a runtime has one
         config = model.config
         self.cache_shape = (max_seq_len, config.num_key_value_heads, config.head_dim)  # the runner's buffer
+        self.cache_dtype = model.layers[0].self_attn.cache_dtype
         self.state_names = [f"{kind}_cache.{i}" for i in range(config.num_hidden_layers) for kind in ("key", "value")]
 
     def empty_prefix(self, length: int = 0) -> list[torch.Tensor]:
         """Cache inputs of ``length`` rows (zeros) in argument order: key and value of layer 0, then of layer 1, ..."""
-        return [torch.zeros((length, *self.cache_shape[1:])) for _ in self.state_names]
+        return [torch.zeros((length, *self.cache_shape[1:]), dtype=self.cache_dtype) for _ in self.state_names]
 
     def forward(self, tokens: torch.Tensor, position: torch.Tensor, *prefixes: torch.Tensor):
         new_rows = []
 
         def attend(i, positions, q, k, v):
-            k_rows, v_rows = k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous()  # [T, Hkv, D]
+            # [T, Hkv, D] in the cache's dtype
+            k_rows = k[0].transpose(0, 1).to(self.cache_dtype).contiguous()
+            v_rows = v[0].transpose(0, 1).to(self.cache_dtype).contiguous()
             new_rows.extend((k_rows, v_rows))
             return self.attention(q, prefixes[2 * i], prefixes[2 * i + 1], k_rows, v_rows, positions)
 
@@ -92,7 +96,8 @@ class AppendCacheStep(nn.Module):
 
 class BufferCacheStep(nn.Module):
     """``forward(tokens [1, T], input_pos [1]) -> logits [1, T, V]``, the caches being this module's buffers
-    ``key_cache_<i>`` / ``value_cache_<i>`` ([1, Hkv, max_seq_len, D]), written in place at ``input_pos + t``.
+    ``key_cache_<i>`` / ``value_cache_<i>`` ([1, Hkv, max_seq_len, D], in the layers' ``cache_dtype``), written in
+    place at ``input_pos + t``.
 
     Slots past the current position are never read (the mask), so a new sequence simply starts again at position 0:
     nothing needs resetting (ExecuTorch zero-fills the planned memory the buffers live in when a program loads)."""
@@ -103,18 +108,19 @@ class BufferCacheStep(nn.Module):
         self.max_seq_len = max_seq_len
         config = model.config
         shape = (1, config.num_key_value_heads, max_seq_len, config.head_dim)
+        dtype = model.layers[0].self_attn.cache_dtype
         for i in range(config.num_hidden_layers):
-            self.register_buffer(f"key_cache_{i}", torch.zeros(shape), persistent=False)
-            self.register_buffer(f"value_cache_{i}", torch.zeros(shape), persistent=False)
+            self.register_buffer(f"key_cache_{i}", torch.zeros(shape, dtype=dtype), persistent=False)
+            self.register_buffer(f"value_cache_{i}", torch.zeros(shape, dtype=dtype), persistent=False)
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         def attend(i, positions, q, k, v):
             key_cache, value_cache = getattr(self, f"key_cache_{i}"), getattr(self, f"value_cache_{i}")
             # index_put_ on the buffer, the T new slots only. Not ``cache[:, :, positions] = k``: Python's setitem
             # strips the value's leading 1s ([Hkv, T, D]), which ExecuTorch's in-place index_put_ kernel refuses.
-            torch.ops.aten.index_put_(key_cache, [None, None, positions], k)
-            torch.ops.aten.index_put_(value_cache, [None, None, positions], v)
-            return attention_over_slots(q, key_cache[0], value_cache[0], positions)
+            torch.ops.aten.index_put_(key_cache, [None, None, positions], k.to(key_cache.dtype))
+            torch.ops.aten.index_put_(value_cache, [None, None, positions], v.to(value_cache.dtype))
+            return attention_over_slots(q, key_cache[0].float(), value_cache[0].float(), positions)
 
         return _decoder(self.model, tokens, input_pos, attend)
 
@@ -128,7 +134,8 @@ def bitnet_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:
     return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), torch.tensor([3]), *prefixes),
                      ({1: token_dim(max_seq_len)}, None, tuple({0: past} for _ in prefixes)), step.state_names,
                      [step.cache_shape for _ in prefixes], True, max_seq_len, model.config.vocab_size,
-                     state_kinds=["append"] * len(prefixes))
+                     state_kinds=["append"] * len(prefixes),
+                     state_dtypes=[str(step.cache_dtype).removeprefix("torch.")] * len(prefixes))
 
 
 def bitnet_llm_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:

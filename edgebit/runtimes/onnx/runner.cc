@@ -1,7 +1,7 @@
 // edgebit-runner for ONNX Runtime: runs runtimes/onnx-*/ of a bundle without Python (commands: runner_driver.h).
 //
 // The directory holds model.onnx (the step graph: inputs tokens [1,T] int64, [position [1] int64,] states...;
-// outputs logits [1,T,V], states...; "cache" states go in as the filled rows of the runner's buffers and come back
+// outputs logits [1,T,V], states...; "cache" states (float32 or float16) go in as the filled rows of the runner's buffers and come back
 // as the new rows, see runner_driver.h), model.conf, and for the custom form lib/libedgebit_ort_ops.so (the
 // "edgebit" domain), which is registered when present. ConstantFolding is disabled: it would unpack the packed
 // ternary/binary weights into int8 initializers at session start (4-8x the memory).
@@ -59,8 +59,10 @@ class OrtModel {
       }
       std::vector<int64_t> shape = conf_.state_shapes[i];  // the filled rows of the cache, no copy
       shape[0] = position;
-      inputs.push_back(Ort::Value::CreateTensor<float>(memory_, caches_.Prefix(i), edgebit::NumElements(shape),
-                                                       shape.data(), shape.size()));
+      inputs.push_back(Ort::Value::CreateTensor(
+          memory_, caches_.Prefix(i), static_cast<size_t>(edgebit::NumElements(shape)) * conf_.ElementBytes(i),
+          shape.data(), shape.size(),
+          conf_.state_half[i] ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT));
     }
     std::vector<Ort::Value> outputs = session_.Run(Ort::RunOptions{nullptr}, input_ptrs_.data(), inputs.data(),
                                                    inputs.size(), output_ptrs_.data(), output_ptrs_.size());
@@ -69,8 +71,8 @@ class OrtModel {
       if (caches_.Has(i)) {
         auto info = out.GetTensorTypeAndShapeInfo();
         const std::vector<int64_t> shape = info.GetShape();
-        caches_.Append(i, out.GetTensorData<float>(), shape.empty() ? 0 : shape[0],
-                       static_cast<int64_t>(info.GetElementCount()), position);
+        caches_.Append(i, out.GetTensorRawData(), shape.empty() ? 0 : shape[0],
+                       info.GetElementCount() * conf_.ElementBytes(i), position);
       } else {
         states_[i] = std::move(out);  // next step's input
       }

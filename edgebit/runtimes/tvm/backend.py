@@ -134,10 +134,11 @@ def _converters(target: Target, extern: ExternKernels):
         builder = importer.block_builder
         _, heads, tokens, dim = q.ty.shape
         kv_heads = int(new_k.ty.shape[1])
-        heads, dim = int(heads), int(dim)
-        name = f"grouped_attention_h{heads}kv{kv_heads}d{dim}"
+        heads, dim, cache_dtype = int(heads), int(dim), str(prefix_k.ty.dtype)
+        name = f"grouped_attention_h{heads}kv{kv_heads}d{dim}_{cache_dtype}"
         extern.use(attention_kernels.EXTERN_SOURCE)
-        gv = builder.add_func(attention_kernels.grouped_attention_kernel(heads, kv_heads, dim, name), name)
+        gv = builder.add_func(attention_kernels.grouped_attention_kernel(heads, kv_heads, dim, cache_dtype, name),
+                              name)
         return builder.emit(relax.call_tir(gv, [q, prefix_k, prefix_v, new_k, new_v, positions],
                                            relax.TensorType([1, tokens, heads * dim], "float32")))
 

@@ -2,8 +2,8 @@
 //
 // The directory holds model.so (a Relax VM executable whose "main" is the model's step
 // (tokens [1,T], [position [1],] states..., weights...) -> (logits [1,T,V], states...)), weights.params (TVM's
-// parameter format; names sort into argument order) and model.conf. "cache" states (runner_driver.h) go in as
-// tensors over the filled rows of the runner's buffers and come back as the new rows.
+// parameter format; names sort into argument order) and model.conf. "cache" states (runner_driver.h; float32 or
+// float16) go in as tensors over the filled rows of the runner's buffers and come back as the new rows.
 
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
@@ -41,6 +41,7 @@ struct BorrowedMemory {
 
 const DLDataType kInt64{kDLInt, 64, 1};
 const DLDataType kFloat32{kDLFloat, 32, 1};
+const DLDataType kFloat16{kDLFloat, 16, 1};
 
 class TvmModel {
  public:
@@ -68,8 +69,8 @@ class TvmModel {
       std::vector<int64_t> shape = conf_.state_shapes[i];
       shape[0] = position;
       prefixes.push_back(ffi::Tensor::FromNDAlloc(BorrowedMemory{caches_.Prefix(i)},
-                                                  ffi::ShapeView(shape.data(), shape.size()), kFloat32,
-                                                  DLDevice{kDLCPU, 0}));
+                                                  ffi::ShapeView(shape.data(), shape.size()),
+                                                  conf_.state_half[i] ? kFloat16 : kFloat32, DLDevice{kDLCPU, 0}));
     }
     std::vector<ffi::AnyView> args{ids};
     if (conf_.takes_position) args.push_back(pos);
@@ -82,8 +83,7 @@ class TvmModel {
     for (size_t i = 0; i < states_.size(); ++i) {
       ffi::Tensor out = outputs[i + 1];
       if (caches_.Has(i))
-        caches_.Append(i, static_cast<const float*>(out.data_ptr()), out.ndim() ? out.shape()[0] : 0,
-                       static_cast<int64_t>(ffi::GetDataSize(out) / sizeof(float)), position);
+        caches_.Append(i, out.data_ptr(), out.ndim() ? out.shape()[0] : 0, ffi::GetDataSize(out), position);
       else
         states_[i] = out;
     }
