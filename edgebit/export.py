@@ -100,7 +100,7 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
     from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, is_elf, loader_name
     from edgebit.models.head import set_head_precision
     from edgebit.models.kv_cache import kv_cache_precision, set_kv_cache_precision
-    from edgebit.validate.reference import host_logits, perplexity, reference_inputs
+    from edgebit.validate.reference import host_logits, perplexity, reference_inputs, rounding_noise
 
     target = config.target
     with timer.stage("load checkpoint"):
@@ -142,6 +142,7 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
             logits = host_logits(model, inputs)
             head["reference_perplexity"] = {"fp32": round(fp32_perplexity, 4),
                                             config.head: round(perplexity(logits, inputs), 4)}
+        noise = rounding_noise(model, inputs, logits)
     sources: dict[str, Path] = {}  # bundle path -> file on the host
     runtime_info = {}
     for name in chosen:
@@ -172,7 +173,7 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
         return writer.commit({
             "model": {"family": model.family, "layout": getattr(model, "layout", None),
                       "config": model.config.to_dict(), "max_seq_len": max_seq_len, "head": head,
-                      **({"kv_cache": kv_cache} if kv_cache else {})},
+                      **({"kv_cache": kv_cache} if kv_cache else {}), "rounding_noise": round(noise, 6)},
             "target": {"name": target.name, "triple": target.triple, "debian_arch": target.debian_arch,
                        "loader": loader_name(target),
                        "features": list(target.features), "tvm": target.tvm_target_json()},

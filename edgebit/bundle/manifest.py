@@ -31,6 +31,12 @@ def _require(record: dict, key: str, kind: type | tuple, where: str):
     return value
 
 
+def _rounding_noise(value, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1e6:
+        raise ManifestError(f"{where}: model 'rounding_noise' must be a number >= 0; export the bundle again")
+    return float(value)
+
+
 def check_relative_path(path: str, where: str) -> str:
     """``path`` if it is a plain relative path inside the bundle (no ``..``, not absolute), else an error."""
     parts = PurePosixPath(path).parts
@@ -51,6 +57,9 @@ class ModelRecord:
     # {"precision": "fp16" | "fp32", "reference_perplexity": {...}} (edgebit.models.kv_cache); None: no KV cache, or
     # a bundle from before the choice existed (float32)
     kv_cache: dict | None = None
+    # How far the host reference's logits move under one-ulp input changes (edgebit.validate.agreement); 0: not
+    # measured (older bundles)
+    rounding_noise: float = 0.0
 
     @property
     def vocab_size(self) -> int:
@@ -123,7 +132,8 @@ class Manifest:
         return cls(
             model=ModelRecord(_require(model, "family", str, f"{where} model"), config, max_seq_len,
                               layout if isinstance(layout, str) else None, dict(head),
-                              dict(kv_cache) if kv_cache is not None else None),
+                              dict(kv_cache) if kv_cache is not None else None,
+                              _rounding_noise(model.get("rounding_noise", 0.0), where)),
             target=TargetRecord(_require(target, "name", str, f"{where} target"),
                                 _require(target, "triple", str, f"{where} target"),
                                 _require(target, "debian_arch", str, f"{where} target"),

@@ -1,8 +1,15 @@
 """How close two sets of logits must be: the one definition used by tests, the CLI and (later) on-device checks.
 
 **The BitNet agreement bound** (two correct implementations differ only where float rounding flips an int8
-activation code): cosine similarity >= 0.9999 over all logits, max abs error <= 1 % of the reference's largest
-|logit|, and the same argmax wherever the reference's top-2 margin exceeds twice the max abs error.
+activation code, or a float16 KV cache entry): cosine similarity >= 0.9999 over all logits, max abs error <= the
+larger of 1 % of the reference's largest |logit| and twice the reference's own *rounding noise*, and the same argmax
+wherever the reference's top-2 margin exceeds twice the max abs error.
+
+The rounding noise (``edgebit.validate.reference.rounding_noise``, measured at export and kept in the manifest) is
+how far the host's logits move when the inputs of its quantized layers move by one float32 ulp, which is what a
+kernel summing in another order does. One such flip early in a sequence moves every later logit, and how far
+depends on the model: on the BitNet demo with a float16 KV cache a single flipped cache entry moves the logits by
+1.5 % of the largest one. A wrong kernel misses by far more than the noise.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import numpy as np
 
 MIN_COSINE = 0.9999
 MAX_ABS_ERROR_FRACTION = 0.01
+NOISE_FACTOR = 2.0
 
 
 @dataclass
@@ -20,6 +28,7 @@ class Agreement:
     cosine: float
     max_abs_error: float
     max_abs_logit: float
+    error_bound: float  # what max_abs_error must not exceed
     top1_agreement: float  # fraction of positions with the same argmax, over all positions
     clear_margin_mismatches: int  # positions whose top-2 margin is clear yet argmax differs
     passed: bool
@@ -29,12 +38,17 @@ class Agreement:
 
     def describe(self) -> str:
         return (f"cosine {self.cosine:.7f} (>= {MIN_COSINE}), max abs error {self.max_abs_error:.3g} "
-                f"(<= {MAX_ABS_ERROR_FRACTION:.0%} of {self.max_abs_logit:.3g}), top-1 agreement "
+                f"(<= {self.error_bound:.3g}), top-1 agreement "
                 f"{self.top1_agreement:.2%}, clear-margin argmax mismatches {self.clear_margin_mismatches}")
 
 
-def compare_logits(candidate, reference) -> Agreement:
-    """Compare [..., V] logits against a reference with the BitNet agreement bound."""
+def error_bound(max_abs_logit: float, rounding_noise: float = 0.0) -> float:
+    return max(MAX_ABS_ERROR_FRACTION * max_abs_logit, NOISE_FACTOR * rounding_noise)
+
+
+def compare_logits(candidate, reference, rounding_noise: float = 0.0) -> Agreement:
+    """Compare [..., V] logits against a reference with the BitNet agreement bound (``rounding_noise``: the
+    reference's, from the bundle's manifest; 0 for an independent reference such as transformers')."""
     cand = np.asarray(candidate, dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64)
     if cand.shape != ref.shape:
@@ -50,8 +64,9 @@ def compare_logits(candidate, reference) -> Agreement:
     top2 = np.sort(ref_flat, axis=-1)[:, -2:] if ref.shape[-1] > 1 else np.zeros((len(ref_flat), 2))
     clear = (top2[:, 1] - top2[:, 0]) > 2 * max_err
     mismatches = int((clear & ~same).sum())
-    passed = cosine >= MIN_COSINE and max_err <= MAX_ABS_ERROR_FRACTION * max_logit and mismatches == 0
-    return Agreement(cosine, max_err, max_logit, float(same.mean()), mismatches, bool(passed))
+    bound = error_bound(max_logit, rounding_noise)
+    passed = cosine >= MIN_COSINE and max_err <= bound and mismatches == 0
+    return Agreement(cosine, max_err, max_logit, bound, float(same.mean()), mismatches, bool(passed))
 
 
 def per_position(candidate, reference) -> dict[str, list[float]]:

@@ -70,9 +70,7 @@ def _agreement_chart(reports) -> bytes:
         error_ax.plot([max(v, 1e-9) for v in positions["max_abs_error"]], label=report.runtime, linewidth=1.2)
         top1_ax.plot([100 * v for v in positions["top1_agreement"]], label=report.runtime, linewidth=1.2)
     if reports:
-        from edgebit.validate.agreement import MAX_ABS_ERROR_FRACTION
-
-        bound = MAX_ABS_ERROR_FRACTION * reports[0].agreement.max_abs_logit
+        bound = reports[0].agreement.error_bound
         error_ax.axhline(bound, color="red", linestyle="--", linewidth=1, label="bound")
     error_ax.set_yscale("log")  # errors are often 1e-5 of a bound near 0.1: a linear axis shows them as zero
     error_ax.set_ylabel("max |device - host|")
@@ -86,14 +84,12 @@ def _agreement_chart(reports) -> bytes:
 
 
 def _device_section(manifest, device: str, reports) -> str:
-    from edgebit.validate.agreement import MAX_ABS_ERROR_FRACTION
-
     chart = base64.b64encode(_agreement_chart(reports)).decode()
     passed = all(r.passed for r in reports)
     rows = "".join(
         f"<tr><td>{html.escape(r.runtime)}</td><td>{html.escape(str(manifest.runtimes.get(r.runtime, {}).get('version', '')))}"
         f"</td><td>{r.agreement.cosine:.7f}</td><td>{r.agreement.max_abs_error:.3g}</td>"
-        f"<td>{MAX_ABS_ERROR_FRACTION * r.agreement.max_abs_logit:.3g}</td><td>{r.agreement.top1_agreement:.1%}</td>"
+        f"<td>{r.agreement.error_bound:.3g}</td><td>{r.agreement.top1_agreement:.1%}</td>"
         f"<td>{r.reference_perplexity:.3f}</td><td>{r.device_perplexity:.3f}</td>"
         f"<td class={'ok' if r.passed else 'fail'}>{'pass' if r.passed else 'FAIL'}</td></tr>" for r in reports)
     return f"""<h2>{html.escape(device)}: <span class="{'ok' if passed else 'fail'}">{'passed' if passed else 'FAILED'}</span></h2>
@@ -107,7 +103,7 @@ def _device_section(manifest, device: str, reports) -> str:
 def validation_report(bundle, results: list[tuple[str, list]], path: Path) -> None:
     """One HTML page: the verdict, the bound, and per device a table of its runtimes (versions, cosine, errors,
     perplexities) with the per-position chart. ``results``: (device, validation reports) pairs."""
-    from edgebit.validate.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE
+    from edgebit.validate.agreement import MAX_ABS_ERROR_FRACTION, MIN_COSINE, NOISE_FACTOR
 
     manifest = bundle.manifest
     passed = all(r.passed for _, reports in results for r in reports)
@@ -125,7 +121,8 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}td:first-child{
 <dt>target</dt><dd>{html.escape(manifest.target.name)} ({html.escape(manifest.target.triple)})</dd>
 <dt>devices</dt><dd>{html.escape(devices)}</dd>
 <dt>bound</dt><dd>cosine &ge; {MIN_COSINE}, max abs error &le; {MAX_ABS_ERROR_FRACTION:.0%} of the host's largest
-|logit|, same argmax wherever the host's top-2 margin is clear</dd>
+|logit| or {NOISE_FACTOR:g}x its rounding noise ({manifest.model.rounding_noise:.3g}), same argmax wherever the host's
+top-2 margin is clear</dd>
 <dt>made by</dt><dd>edgebit {__version__} on {html.escape(platform.node())}, {when}</dd></dl>
 {sections}</body></html>
 """

@@ -41,3 +41,32 @@ def perplexity(logits: np.ndarray, input_ids: np.ndarray) -> float:
     targets = input_ids[:, 1:]
     picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
     return float(np.exp(-picked.mean()))
+
+
+NOISE_SEEDS = 4
+
+
+def rounding_noise(model, input_ids: np.ndarray, logits: np.ndarray, seeds: int = NOISE_SEEDS) -> float:
+    """How far ``model``'s logits of ``input_ids`` move (max abs, over ``seeds`` draws) when every input of its
+    linear layers moves by at most one float32 ulp: the spread two correct implementations summing in different
+    orders show, since a one-ulp change can flip an int8 activation code or a float16 cache entry, and the flip
+    carries to every later position (edgebit.validate.agreement)."""
+    generator = torch.Generator().manual_seed(0)
+
+    def nudge(module, args):
+        x = args[0]
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            return None
+        step = torch.randint(-1, 2, x.shape, generator=generator).to(x.dtype) * torch.finfo(torch.float32).eps / 2
+        return (x * (1 + step), *args[1:])
+
+    layers = [m for m in model.modules() if hasattr(m, "in_features") and not list(m.children())]
+    noise = 0.0
+    for _ in range(seeds):
+        hooks = [layer.register_forward_pre_hook(nudge) for layer in layers]
+        try:
+            noise = max(noise, float(np.abs(host_logits(model, input_ids) - logits).max()))
+        finally:
+            for hook in hooks:
+                hook.remove()
+    return noise

@@ -138,8 +138,9 @@ def validate(session: DeviceSession, runtime: str | None = None) -> ValidationRe
     inputs = np.load(bundle.file(bundle_format.REFERENCE_INPUTS))
     reference = np.load(bundle.file(bundle_format.REFERENCE_LOGITS))
     device_logits = session.logits(inputs, runtime)
-    return ValidationReport(runtime, compare_logits(device_logits, reference), perplexity(reference, inputs),
-                            perplexity(device_logits, inputs), dict(session.timings),
+    agreement = compare_logits(device_logits, reference, bundle.manifest.model.rounding_noise)
+    return ValidationReport(runtime, agreement, perplexity(reference, inputs), perplexity(device_logits, inputs),
+                            dict(session.timings),
                             per_position(device_logits, reference))
 
 
