@@ -53,7 +53,7 @@ def worker(work: Path, depth: int, repeats: int) -> dict:
     loaded = tvm.runtime.load_param_dict_from_file(str(work / "weights.params"))
     weights = [loaded[name] for name in sorted(loaded.keys())]
     rng = np.random.default_rng(0)
-    caches = [tvm.runtime.tensor(rng.standard_normal((depth, *shape[1:])).astype(np.float32))
+    caches = [tvm.runtime.tensor(rng.standard_normal((depth, *shape[1:])).astype(info["cache_dtype"]))
               for shape in info["state_shapes"]]
     inputs = [tvm.runtime.tensor(np.array([[1]], np.int64)), tvm.runtime.tensor(np.array([depth], np.int64))]
 
@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"], help="export --kv-cache")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -101,20 +102,23 @@ def main() -> int:
         return 0
     from edgebit.models import summarize
     from edgebit.models.head import set_head_precision
+    from edgebit.models.kv_cache import set_kv_cache_precision
     from edgebit.runtimes.tvm.backend import compile_model
     from edgebit.toolchain.host_cpu import native_host_target
     from peers import read_bandwidth
 
-    model = set_head_precision(random_ternary_model(args.layers), "int8")
+    model = set_kv_cache_precision(set_head_precision(random_ternary_model(args.layers), "int8"), args.kv_cache)
     c = model.config
     ternary_bytes = summarize(model)["packed_bytes"]["ternary"]
     table_bytes = head_bytes(model)
-    kv_bytes_per_position = c.num_hidden_layers * 2 * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 4
+    kv_bytes_per_position = c.num_hidden_layers * 2 * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * (
+        2 if args.kv_cache == "fp16" else 4)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         compiled = compile_model(model, native_host_target(), max(args.depth) + 8, work)
-        (work / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes}))
+        (work / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes,
+                                                    "cache_dtype": compiled.graph.dtype(0)}))
         del model
         for threads in args.threads:
             bandwidth = read_bandwidth(threads)

@@ -59,7 +59,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             compiled = compile_model(model, target, max_seq_len, Path(work))
             step = load_for_host(compiled.library, compiled.weights, compiled.takes_position)
-            caches = [np.zeros(shape, np.float32) for shape in compiled.graph.state_shapes]
+            caches = [np.zeros(shape, compiled.graph.dtype(i)) for i, shape in enumerate(compiled.graph.state_shapes)]
             times = [decode_ms(step, caches, p, args.repeats) if p < max_seq_len else float("nan")
                      for p in args.positions]
         print(f"{max_seq_len:>12}" + "".join(f"{t:>14.1f}" for t in times))

@@ -284,6 +284,8 @@ def main() -> int:
     parser.add_argument("--depth", type=int, nargs="+", default=[0],
                         help="tokens already in the KV cache when decoding starts (llama-bench -d)")
     parser.add_argument("--head", default="int8", choices=["int8", "fp32"], help="edgebit's output head (export --head)")
+    parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"],
+                        help="edgebit's KV cache (export --kv-cache; both peers keep theirs in f16 by default)")
     parser.add_argument("--engines", nargs="+", default=["edgebit", "llama.cpp", "ik_llama.cpp"],
                         choices=["edgebit", "llama.cpp", "ik_llama.cpp"])
     parser.add_argument("--json", action="store_true")
@@ -303,8 +305,9 @@ def main() -> int:
     bandwidth = {t: read_bandwidth(t) for t in args.threads}
     if "edgebit" in args.engines:
         for result in model_table(args.layers, args.prompt, args.gen, args.head, tuple(args.depth),
-                                  tuple(args.threads)):
-            rows.append(Row("edgebit", f"planar 2-bit + {args.head} head (TVM)", args.head, result["threads"],
+                                  tuple(args.threads), args.kv_cache):
+            rows.append(Row("edgebit", f"planar 2-bit + {args.head} head, {args.kv_cache} KV (TVM)", args.head,
+                            result["threads"],
                             result["depth"], result["prefill_tokens_per_s"], result["decode_tokens_per_s"],
                             result["bytes_per_token"]))
     bits = {"llama.cpp": ("TQ2_0 + F16 head", 2.0625), "ik_llama.cpp": ("IQ2_BN + F16 head", 2.0)}

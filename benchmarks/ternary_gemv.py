@@ -126,7 +126,7 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
     step = load_for_host(library_dir / "model.so", library_dir / "weights.params", takes_position=True)
     ids = np.random.default_rng(0).integers(0, 128256, (1, prompt), dtype=np.int64)
     rows = conf["state_shapes"][0][1:]  # the KV caches the runner keeps: [max_seq_len, kv_heads, head_dim] each
-    caches = [np.zeros((conf["max_seq_len"], *rows), np.float32) for _ in conf["state_shapes"]]
+    caches = [np.zeros((conf["max_seq_len"], *rows), conf["cache_dtype"]) for _ in conf["state_shapes"]]
 
     def prefill():
         return step(ids, 0, *(tvm.runtime.tensor(c[:0]) for c in caches))
@@ -156,8 +156,9 @@ def head_bytes(model) -> int:
 
 
 def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8", depths: tuple[int, ...] = (0,),
-                threads_list: tuple[int, ...] = (1, 2)) -> list[dict]:
+                threads_list: tuple[int, ...] = (1, 2), kv_cache: str = "fp16") -> list[dict]:
     from edgebit.models.head import set_head_precision
+    from edgebit.models.kv_cache import set_kv_cache_precision
     from edgebit.runtimes.tvm.backend import compile_model
     from edgebit.toolchain.host_cpu import host_tvm_cpu, native_host_target
     from edgebit.models import summarize
@@ -167,6 +168,7 @@ def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8",
     model = random_ternary_model(layers)
     info = summarize(model)
     set_head_precision(model, head)
+    set_kv_cache_precision(model, kv_cache)
     # What one decode step reads: every packed ternary weight and the output head (tied embedding) at its precision.
     bytes_per_token = info["packed_bytes"]["ternary"] + head_bytes(model)
     results = []
@@ -178,6 +180,7 @@ def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8",
         del model
         (Path(work) / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes,
                                                            "max_seq_len": compiled.graph.max_seq_len,
+                                                           "cache_dtype": compiled.graph.dtype(0),
                                                            "bytes_per_token": bytes_per_token}))
         for depth in depths:
             for threads in threads_list:
@@ -188,7 +191,7 @@ def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8",
                                      capture_output=True, text=True, env=env, check=True).stdout
                 results.append(json.loads(out.strip().splitlines()[-1]))
     for row in results:
-        row.update(layers=layers, mcpu=mcpu, compile_seconds=compile_s, head=head)
+        row.update(layers=layers, mcpu=mcpu, compile_seconds=compile_s, head=head, kv_cache=kv_cache)
     return results
 
 

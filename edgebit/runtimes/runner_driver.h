@@ -11,7 +11,8 @@
 //
 //   edgebit-runner DIR logits IDS.npy OUT.npy       int64 [B, T] -> float32 [B, T, V] (one prefill per row)
 //   edgebit-runner DIR generate IDS.npy N OUT.npy [OPTIONS]
-//       prefill the prompt [1, T], then up to N-1 decode steps -> int64 [1, n], n <= N (stops after --eos)
+//       prefill the prompt [1, T] (in chunks of kPrefillChunk tokens), then up to N-1 decode steps -> int64 [1, n],
+//       n <= N (stops after --eos)
 //       OPTIONS: --temperature T (0: greedy, the default) --top-k K --top-p P --repetition-penalty R --seed S
 //                --eos ID (stop when it is picked; not written) --stream (each token id on stdout as it comes)
 //       Sampling follows edgebit/sampling.py step by step, so a seed picks the same tokens as on the host.
@@ -516,6 +517,10 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
   return 0;
 }
 
+// generate prefills a prompt in steps of at most this many tokens (every step form continues from a position), so
+// its activations and logits ([chunk, V] floats: 66 MB at a 128K vocabulary) stay small whatever the prompt's length.
+constexpr int64_t kPrefillChunk = 128;
+
 template <class Model>
 int Generate(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& count_text,
              const std::string& out_path, const std::vector<std::string>& option_args) {
@@ -533,13 +538,18 @@ int Generate(const std::string& dir, const RunnerConf& conf, const std::string& 
   std::vector<int64_t> seen = Tokens(ids, 0), generated;
   auto start = std::chrono::steady_clock::now();
   int64_t vocab = 0;
-  const float* logits = model.Step(seen.data(), length, 0, &vocab);
-  CheckVocab(vocab, conf);
+  const float* logits = nullptr;
+  for (int64_t done = 0; done < length; done += kPrefillChunk) {
+    const int64_t chunk = std::min(kPrefillChunk, length - done);
+    logits = model.Step(seen.data() + done, chunk, done, &vocab);
+    CheckVocab(vocab, conf);
+  }
+  const int64_t last_row = (length - 1) % kPrefillChunk;  // the prompt's last token in the last chunk's logits
   double prefill = 0.0;
   int64_t decoded = 0;
   auto decode_start = start;
   for (int64_t i = 0; i < count; ++i) {
-    const int64_t token = sampler.Pick(logits + (i == 0 ? length - 1 : 0) * vocab, vocab, seen);
+    const int64_t token = sampler.Pick(logits + (i == 0 ? last_row : 0) * vocab, vocab, seen);
     if (i == 0) {
       prefill = Seconds(start);
       decode_start = std::chrono::steady_clock::now();

@@ -33,6 +33,6 @@ extern "C" int edgebit_grouped_attention_f16(const float* q, const void* prefix_
                                              const void* new_k, const void* new_v, const int64_t* positions,
                                              float* out, int64_t heads, int64_t kv_heads, int64_t tokens,
                                              int64_t prefix, int64_t dim) {
-  return RunAttention<_Float16>(q, prefix_k, prefix_v, new_k, new_v, positions, out, heads, kv_heads, tokens,
+  return RunAttention<edgebit_kernels::grouped_attention::Half>(q, prefix_k, prefix_v, new_k, new_v, positions, out, heads, kv_heads, tokens,
                                 prefix, dim);
 }

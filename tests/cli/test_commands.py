@@ -143,6 +143,7 @@ def test_validate_text_perplexity_on_the_device_beside_the_host(bundle, work):
     (the bundle's max_seq_len here), beside the checkpoint's perplexity on the host with the bundle's int8 head, and
     that head's recorded cost against fp32."""
     from edgebit.models.head import set_head_precision
+    from edgebit.models.kv_cache import set_kv_cache_precision
     from edgebit.validate.reference import host_logits, perplexity
 
     text = DEMO.parent / "heldout.txt"
@@ -164,7 +165,7 @@ def test_validate_text_perplexity_on_the_device_beside_the_host(bundle, work):
     import edgebit
     ids = load_tokenizer(DEMO).encode(text.read_text(encoding="utf-8")).ids
     array = np.array(ids[:windows * width], dtype=np.int64).reshape(windows, width)
-    model = set_head_precision(edgebit.load(DEMO), "int8")
+    model = set_kv_cache_precision(set_head_precision(edgebit.load(DEMO), "int8"), "fp16")
     assert perplexity(host_logits(model, array), array) == pytest.approx(host, rel=1e-6)
 
 
@@ -185,7 +186,8 @@ SAMPLED = ("--temperature", 0.9, "--top-k", 30, "--top-p", 0.92, "--repetition-p
 def test_generate_on_device_equals_host(bundle, runtime, settings):
     """The device runner picks tokens as the host does (edgebit.sampling), greedy or seeded sampling with top-k,
     top-p and a repetition penalty, streaming its tokens back."""
-    host = run_cli("generate", "demo", "--head", "int8", "--prompt", PROMPT, "-n", 16, *settings, check=True).stdout
+    host = run_cli("generate", "demo", "--head", "int8", "--kv-cache", "fp16", "--prompt", PROMPT, "-n", 16, *settings,
+                   check=True).stdout
     device = run_cli("generate", bundle, "--device", "local", "-r", runtime, "--prompt", PROMPT, "-n", 16, *settings,
                      check=True).stdout
     assert host.startswith(PROMPT) and len(host.split()) > 4
@@ -194,10 +196,10 @@ def test_generate_on_device_equals_host(bundle, runtime, settings):
 
 
 def test_generate_stops_at_a_stop_string(bundle):
-    full = run_cli("generate", "demo", "--head", "int8", "--prompt", PROMPT, "-n", 16, *SAMPLED,
+    full = run_cli("generate", "demo", "--head", "int8", "--kv-cache", "fp16", "--prompt", PROMPT, "-n", 16, *SAMPLED,
                    check=True).stdout.rstrip("\n")
     stop = full[len(PROMPT):].split()[2]  # the third word of the continuation
-    for where in (("demo", "--head", "int8"), (bundle, "--device", "local")):
+    for where in (("demo", "--head", "int8", "--kv-cache", "fp16"), (bundle, "--device", "local")):
         cut = run_cli("generate", *where, "--prompt", PROMPT, "-n", 16, *SAMPLED, "--stop", stop, check=True).stdout
         assert cut.splitlines()[0] == full[:full.index(stop, len(PROMPT))], (cut, full, stop)
 

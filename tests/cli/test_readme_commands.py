@@ -79,7 +79,8 @@ def test_generate_on_emulated_arm64_equals_host(tmp_path):
     bundle = tmp_path / "demo-arm64.bundle"
     run_cli("export", "demo", "--target", "arm64", "-o", bundle, "--max-seq-len", 32, check=True)
     for settings in (("--temperature", 0), ("--seed", 7, "--top-p", 0.9)):
-        host = run_cli("generate", "demo", "--head", "int8", "--prompt", prompt, "-n", 8, *settings, check=True).stdout
+        host = run_cli("generate", "demo", "--head", "int8", "--kv-cache", "fp16", "--prompt", prompt, "-n", 8,
+                       *settings, check=True).stdout
         device = run_cli("generate", bundle, "--device", "qemu", "--prompt", prompt, "-n", 8, "-r", "tvm",
                          *settings, check=True).stdout
         assert device.startswith(host), (settings, host, device)

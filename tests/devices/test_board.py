@@ -85,7 +85,7 @@ SAMPLED = ("--temperature", "0.9", "--top-k", "30", "--top-p", "0.9", "--repetit
                                                      ("adb", "tvm", SAMPLED)])
 def test_generation_on_the_board_equals_the_host(board, bundle, spec, runtime, settings):
     """Greedy, and seeded sampling, stream the same tokens from the board as the host picks."""
-    host = cli("generate", "demo", "--head", "int8", "-p", PROMPT, "-n", "16", *settings)
+    host = cli("generate", "demo", "--head", "int8", "--kv-cache", "fp16", "-p", PROMPT, "-n", "16", *settings)
     assert host.returncode == 0, host.stderr
     for spec in (board[spec],):
         device = cli("generate", bundle, "-d", spec, "-p", PROMPT, "-n", "16", "-r", runtime, *settings,

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 
 import edgebit
 from edgebit.models.head import set_head_precision
+from edgebit.models.kv_cache import set_kv_cache_precision
 from cli_helpers import run_cli
 from edgebit.bundle import LOADER_DIR, MODEL_CONF, Bundle, runtime_dir
 from edgebit.generate import Sampling, generate_ids
@@ -80,7 +81,7 @@ def run_llm_runner(bundle: Path, prompts: list[str], tmp_path: Path) -> list[dic
 
 
 def test_executorch_llm_runner_generates_edgebits_greedy_tokens(bundle, cpp_tokenizer, tmp_path):
-    model = set_head_precision(edgebit.load(DEMO), "int8")  # the bundle's head (export's default)
+    model = set_kv_cache_precision(set_head_precision(edgebit.load(DEMO), "int8"), "fp16")  # export's defaults
     tokenizer = Tokenizer.from_file(str(DEMO / "tokenizer.json"))  # Hugging Face's, as edgebit generate uses
     eos = model.config.eos_token_id
     # The runner reports each token as the text its tokenizer decodes it to: a piece that only one vocabulary entry
@@ -148,7 +149,7 @@ def test_edgebits_runner_drives_the_same_program(bundle, tmp_path):
     conf = (root / MODEL_CONF).read_text()
     assert "state" not in conf and conf.startswith("inputs tokens position\n")
 
-    model = set_head_precision(edgebit.load(DEMO), "int8")  # the bundle's head (export's default)
+    model = set_kv_cache_precision(set_head_precision(edgebit.load(DEMO), "int8"), "fp16")  # export's defaults
     prompt = Tokenizer.from_file(str(DEMO / "tokenizer.json")).encode(PROMPTS[0]).ids
     np.save(tmp_path / "prompt.npy", np.array([prompt], dtype=np.int64))
     run = subprocess.run([*argv, "generate", tmp_path / "prompt.npy", str(NEW_TOKENS), tmp_path / "out.npy"],

@@ -37,6 +37,7 @@ OTHER_SHAPE = TinyShape(vocab=173, hidden=60, intermediate=88, layers=3, heads=6
 # The demo with export's default int8 head; the random checkpoint keeps its fp32 head, as transformers has it (an
 # untrained network amplifies the int8 table's rounding through its int8 activations: cosine 0.90 against fp32).
 HEADS = {"demo": "int8", "other": "fp32"}
+KV_CACHES = {"demo": "fp16", "other": "fp32"}  # "other" is compared with transformers (float32)
 TEXTS = ["A list is", "def main():\n    return {'key': [1, 2.5]}  # done", " Ünïcödé ✓\tand  spaces"]
 
 
@@ -53,7 +54,7 @@ def exported(work):
     for name, checkpoint in checkpoints.items():
         out = work / f"{name}.bundle"
         run_cli("export", "demo" if name == "demo" else checkpoint, "-t", "x86_64", "--runtime", "onnx-portable",
-                "-o", out, "--max-seq-len", MAX_SEQ_LEN, "--head", HEADS[name], check=True)
+                "-o", out, "--max-seq-len", MAX_SEQ_LEN, "--head", HEADS[name], "--kv-cache", KV_CACHES[name], check=True)
         bundles[name] = (checkpoint, out)
     return bundles
 
@@ -86,10 +87,11 @@ def until_eos(tokens: list[int], eos: int | None) -> list[int]:
 
 
 def host_model(checkpoint, name: str = "demo"):
-    """The checkpoint as its bundle holds it (HEADS)."""
+    """The checkpoint as its bundle holds it (HEADS, KV_CACHES)."""
     from edgebit.models.head import set_head_precision
+    from edgebit.models.kv_cache import set_kv_cache_precision
 
-    return set_head_precision(edgebit.load(checkpoint), HEADS[name])
+    return set_kv_cache_precision(set_head_precision(edgebit.load(checkpoint), HEADS[name]), KV_CACHES[name])
 
 
 def host_greedy(model, prompt: list[int], new_tokens: int) -> list[int]:

@@ -57,7 +57,7 @@ def bundle_for(workdir, checkpoints, checkpoint, target):
         out = workdir / f"{checkpoint}-{target}.bundle"
         # the head transformers has: random checkpoints amplify an int8 table's rounding (the demo tests the int8 head)
         run_cli("export", checkpoints[checkpoint], "--target", target, "-o", out, "--max-seq-len", "64",
-                "--head", "fp32", check=True)
+                "--head", "fp32", "--kv-cache", "fp32", check=True)
         _bundles[key] = out
     return _bundles[key]
 
