@@ -32,6 +32,7 @@ def build_runtime(model, name: str, max_seq_len: int, directory: Path) -> Path:
     from edgebit import runtimes
     from edgebit.targets import resolve_target
 
+    (directory / "scratch").mkdir()
     files = runtimes.runtime(name).build(model, resolve_target("x86_64"), max_seq_len, directory / "scratch")
     root = directory / name
     for relative, source in files.items():

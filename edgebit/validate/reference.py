@@ -43,7 +43,7 @@ def perplexity(logits: np.ndarray, input_ids: np.ndarray) -> float:
     return float(np.exp(-picked.mean()))
 
 
-NOISE_SEEDS = 4
+NOISE_SEEDS = 8
 
 
 def rounding_noise(model, input_ids: np.ndarray, logits: np.ndarray, seeds: int = NOISE_SEEDS) -> float:
