@@ -106,6 +106,14 @@ def inspect(model: str = ModelArg, as_json: bool = typer.Option(False, "--json",
     family = family_of(loaded)
     info = family.summarize(loaded)
     info["head"] = head_sizes(loaded)
+    from edgebit.models.kv_cache import kv_cache_bytes_per_token
+
+    per_token = kv_cache_bytes_per_token(loaded)
+    if per_token is not None:
+        from edgebit.export import default_max_seq_len
+
+        context = default_max_seq_len(loaded)
+        info["kv_cache"] = {"bytes_per_token": per_token, "default_max_seq_len": context}
     if as_json:
         print(json.dumps(info, indent=2))
         return
@@ -117,6 +125,11 @@ def inspect(model: str = ModelArg, as_json: bool = typer.Option(False, "--json",
                   f"{' (tied to the embedding)' if info['head']['tied'] else ''}: "
                   + ", ".join(f"{p} {sizes[p] / 1e6:.2f} MB" for p in HEAD_PRECISIONS)
                   + f"; export --head picks ({HEAD_PRECISIONS[0]} by default)")
+    if "kv_cache" in info:
+        per_token, context = info["kv_cache"]["bytes_per_token"], info["kv_cache"]["default_max_seq_len"]
+        table.add_row("KV cache", f"{context:,} tokens (export's default --max-seq-len): "
+                      + ", ".join(f"{p} {per_token[p] * context / 1e6:.1f} MB" for p in KV_CACHE_PRECISIONS)
+                      + f"; export --kv-cache picks ({KV_CACHE_PRECISIONS[0]} by default)")
     console.print(table)
 
 

@@ -39,3 +39,13 @@ def set_kv_cache_precision(model: nn.Module, precision: str) -> nn.Module:
     for module in _attention_modules(model):
         module.cache_dtype = DTYPES[precision]
     return model
+
+
+def kv_cache_bytes_per_token(model: nn.Module) -> dict[str, int] | None:
+    """{precision: bytes one token's keys and values take in the device's cache, all layers}; None without a cache."""
+    modules = _attention_modules(model)
+    if not modules:
+        return None
+    elements = sum(2 * module.num_kv_heads * module.head_dim for module in modules)
+    return {name: elements * torch.empty((), dtype=dtype).element_size() for name, dtype in DTYPES.items()
+            if name in KV_CACHE_PRECISIONS}

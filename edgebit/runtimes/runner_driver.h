@@ -489,7 +489,13 @@ class Sampler {
 };
 
 // The most memory this process has held resident (the runner's own getrusage): what a Pi or a phone must have free.
+// The runner's own peak resident memory: VmHWM of /proc/self/status, the high-water mark of this program's address
+// space. getrusage's ru_maxrss survives execve, so a runner started by a large process (a Python harness that
+// vforks) would report that process's peak; it is the fallback where /proc is missing.
 inline long long PeakResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;  // "VmHWM:   1234 kB"
   struct rusage usage {};
   if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
   return static_cast<long long>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
@@ -518,8 +524,8 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
 }
 
 // generate prefills a prompt in steps of at most this many tokens (every step form continues from a position), so
-// its activations and logits ([chunk, V] floats: 66 MB at a 128K vocabulary) stay small whatever the prompt's length.
-constexpr int64_t kPrefillChunk = 128;
+// its activations and logits ([chunk, V] floats: 33 MB at a 128K vocabulary) stay small whatever the prompt's length.
+constexpr int64_t kPrefillChunk = 64;
 
 template <class Model>
 int Generate(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& count_text,

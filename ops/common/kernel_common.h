@@ -38,6 +38,16 @@ namespace edgebit_kernels {
 
 using Dims = std::vector<int64_t>;
 
+#if defined(EDGEBIT_AVX2)
+// The sum of the eight int32 lanes of an AVX2 register (integer: any order gives the same result).
+inline int32_t HorizontalSumAvx2(__m256i v) {
+  __m128i half = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  half = _mm_hadd_epi32(half, half);
+  half = _mm_hadd_epi32(half, half);
+  return _mm_cvtsi128_si32(half);
+}
+#endif
+
 // A half-open range of output rows (or heads) one task computes.
 struct RowRange {
   int64_t begin, end;

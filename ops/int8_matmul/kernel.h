@@ -45,10 +45,7 @@ inline int32_t Dot(const uint8_t* w, const int8_t* q, int64_t block, int64_t* i)
     const __m128i acts = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + *i));
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(weights), _mm256_cvtepi8_epi16(acts)));
   }
-  __m128i half = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-  half = _mm_hadd_epi32(half, half);
-  half = _mm_hadd_epi32(half, half);
-  return _mm_cvtsi128_si32(half);
+  return HorizontalSumAvx2(acc);
 }
 }  // namespace avx2
 #endif

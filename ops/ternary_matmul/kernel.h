@@ -57,10 +57,7 @@ inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq, int64_t* 
     const __m256i sum = _mm256_add_epi16(_mm256_add_epi16(plane(0), plane(1)), _mm256_add_epi16(plane(2), plane(3)));
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sum, ones));  // |lane| <= 4 * 2 * 2 * 128 before madd: no overflow
   }
-  __m128i half = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-  half = _mm_hadd_epi32(half, half);
-  half = _mm_hadd_epi32(half, half);
-  return _mm_cvtsi128_si32(half);
+  return HorizontalSumAvx2(acc);
 }
 }  // namespace avx2
 #endif
@@ -114,6 +111,104 @@ inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq) {
   return total + generic::DotCodes(w, q, kq, b);
 }
 
+// ---- prefill: a block of rows x tokens at a time, each decoded weight vector used for every token of the block ----
+// Decoding a 2-bit plane (shift, mask) costs as much as the dot product itself; with several tokens it is paid once
+// per row and chunk instead of once per token (register blocking, as GEMM kernels do). acc[r * kTokens + t] gets
+// the integer dot product of row r and token t over bytes [0, *b); the caller adds the tail from *b on.
+constexpr int64_t kBlockTokens = 4;
+
+#if defined(EDGEBIT_AVX512VNNI)
+namespace avx512vnni {
+constexpr int64_t kBlockRows = 4;  // 16 accumulators + 4 rows + 4 decoded planes of 32 zmm registers
+inline void DotCodesBlock(const uint8_t* w, int64_t kq, const int8_t* q, int64_t padded, int64_t* b, int32_t* acc) {
+  const __m512i mask = _mm512_set1_epi8(3);
+  __m512i sums[kBlockRows][kBlockTokens];
+  for (auto& row : sums)
+    for (auto& sum : row) sum = _mm512_setzero_si512();
+  for (; *b + 64 <= kq; *b += 64) {
+    __m512i packed[kBlockRows];
+    for (int64_t r = 0; r < kBlockRows; ++r) packed[r] = _mm512_loadu_si512(w + r * kq + *b);
+    for (int j = 0; j < 4; ++j) {
+      __m512i codes[kBlockRows];
+      for (int64_t r = 0; r < kBlockRows; ++r) codes[r] = _mm512_and_si512(_mm512_srli_epi16(packed[r], 2 * j), mask);
+      for (int64_t t = 0; t < kBlockTokens; ++t) {
+        const __m512i a = _mm512_loadu_si512(q + t * padded + j * kq + *b);
+        for (int64_t r = 0; r < kBlockRows; ++r) sums[r][t] = _mm512_dpbusd_epi32(sums[r][t], codes[r], a);
+      }
+    }
+  }
+  for (int64_t r = 0; r < kBlockRows; ++r)
+    for (int64_t t = 0; t < kBlockTokens; ++t) acc[r * kBlockTokens + t] = _mm512_reduce_add_epi32(sums[r][t]);
+}
+}  // namespace avx512vnni
+#endif
+
+#if defined(EDGEBIT_AVX2)
+namespace avx2 {
+constexpr int64_t kBlockRows = 1;  // 16 ymm registers: 4 accumulators, 4 decoded planes, 4 activations
+inline void DotCodesBlock(const uint8_t* w, int64_t kq, const int8_t* q, int64_t padded, int64_t* b, int32_t* acc) {
+  const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  __m256i sums[kBlockTokens];
+  for (auto& sum : sums) sum = _mm256_setzero_si256();
+  for (; *b + 32 <= kq; *b += 32) {
+    const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + *b));
+    __m256i codes[4];
+    for (int j = 0; j < 4; ++j) codes[j] = _mm256_and_si256(_mm256_srli_epi16(p, 2 * j), mask);
+    for (int64_t t = 0; t < kBlockTokens; ++t) {
+      const int8_t* a = q + t * padded + *b;
+      auto plane = [&](int j) {
+        return _mm256_maddubs_epi16(codes[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * kq)));
+      };
+      const __m256i sum = _mm256_add_epi16(_mm256_add_epi16(plane(0), plane(1)), _mm256_add_epi16(plane(2), plane(3)));
+      sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(sum, ones));
+    }
+  }
+  for (int64_t t = 0; t < kBlockTokens; ++t) {
+    acc[t] = HorizontalSumAvx2(sums[t]);
+  }
+}
+}  // namespace avx2
+#endif
+
+#if defined(EDGEBIT_DOTPROD)
+namespace neon {
+constexpr int64_t kBlockRows = 4;  // 16 accumulators + 4 rows + 4 decoded planes + activations of 32 registers
+inline void DotCodesBlock(const uint8_t* w, int64_t kq, const int8_t* q, int64_t padded, int64_t* b, int32_t* acc) {
+  const uint8x16_t mask = vdupq_n_u8(3);
+  int32x4_t sums[kBlockRows][kBlockTokens];
+  for (auto& row : sums)
+    for (auto& sum : row) sum = vdupq_n_s32(0);
+  for (; *b + 16 <= kq; *b += 16) {
+    uint8x16_t packed[kBlockRows];
+    for (int64_t r = 0; r < kBlockRows; ++r) packed[r] = vld1q_u8(w + r * kq + *b);
+    for (int j = 0; j < 4; ++j) {
+      int8x16_t codes[kBlockRows];
+      for (int64_t r = 0; r < kBlockRows; ++r) {
+        const uint8x16_t shifted = j == 0 ? packed[r] : j == 1 ? vshrq_n_u8(packed[r], 2)
+                                         : j == 2 ? vshrq_n_u8(packed[r], 4) : vshrq_n_u8(packed[r], 6);
+        codes[r] = vreinterpretq_s8_u8(vandq_u8(shifted, mask));
+      }
+      for (int64_t t = 0; t < kBlockTokens; ++t) {
+        const int8x16_t a = vld1q_s8(q + t * padded + j * kq + *b);
+        for (int64_t r = 0; r < kBlockRows; ++r) sums[r][t] = vdotq_s32(sums[r][t], codes[r], a);
+      }
+    }
+  }
+  for (int64_t r = 0; r < kBlockRows; ++r)
+    for (int64_t t = 0; t < kBlockTokens; ++t) acc[r * kBlockTokens + t] = vaddvq_s32(sums[r][t]);
+}
+}  // namespace neon
+#endif
+
+// The widest blocked path this translation unit has: rows per block, and the function (none: 0 rows).
+#if defined(EDGEBIT_AVX512VNNI)
+namespace blocked = avx512vnni;
+#elif defined(EDGEBIT_AVX2)
+namespace blocked = avx2;
+#elif defined(EDGEBIT_DOTPROD)
+namespace blocked = neon;
+#endif
+
 // ---- the operator ----
 
 // Why these shapes do not fit the SPEC ("" when they do): x [..., K] with K = in_features, w_packed [N, Kq] with
@@ -143,7 +238,8 @@ inline Problem MakeProblem(const Dims& x, const Dims& w, const float* xs, const 
 }
 
 // SPEC steps 1-4: the activations are quantized once, then output rows are split over `parallel` (see
-// kernel_common.h); each task streams its weight rows once and reuses each for every token.
+// kernel_common.h); each task streams its weight rows once and reuses each for every token, in register blocks of
+// rows x tokens where the ISA has a blocked path (prefill).
 template <class Parallel>
 void Run(const Problem& p, Parallel&& parallel) {
   const int64_t padded = 4 * p.kq;
@@ -154,7 +250,32 @@ void Run(const Problem& p, Parallel&& parallel) {
     scales[t] = QuantizeAbsmaxInt8(p.x + t * p.k, p.k, padded, codes.data() + t * padded, &sums[t]);
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(p.kq, 1));  // ~16 KiB of weights a task
   parallel(p.n, grain, [&](RowRange rows) {
-    for (int64_t row = rows.begin; row < rows.end; ++row) {
+    int64_t row = rows.begin;
+#if defined(EDGEBIT_AVX512VNNI) || defined(EDGEBIT_AVX2) || defined(EDGEBIT_DOTPROD)
+    // blocks of kBlockRows rows x kBlockTokens tokens, the integer sums exactly those of DotCodes
+    for (; p.tokens >= kBlockTokens && row + blocked::kBlockRows <= rows.end; row += blocked::kBlockRows) {
+      const uint8_t* packed = p.w + row * p.kq;
+      int64_t t = 0;
+      for (; t + kBlockTokens <= p.tokens; t += kBlockTokens) {
+        int32_t acc[blocked::kBlockRows * kBlockTokens];
+        int64_t b = 0;
+        const int8_t* q = codes.data() + t * padded;
+        blocked::DotCodesBlock(packed, p.kq, q, padded, &b, acc);
+        for (int64_t r = 0; r < blocked::kBlockRows; ++r)
+          for (int64_t u = 0; u < kBlockTokens; ++u) {
+            const int32_t total = acc[r * kBlockTokens + u] +
+                                  generic::DotCodes(packed + r * p.kq, q + u * padded, p.kq, b) - sums[t + u];
+            p.out[(t + u) * p.n + row + r] = static_cast<float>(total) / scales[t + u] * p.w_scale;
+          }
+      }
+      for (; t < p.tokens; ++t)
+        for (int64_t r = 0; r < blocked::kBlockRows; ++r) {
+          const int32_t total = DotCodes(packed + r * p.kq, codes.data() + t * padded, p.kq) - sums[t];
+          p.out[t * p.n + row + r] = static_cast<float>(total) / scales[t] * p.w_scale;
+        }
+    }
+#endif
+    for (; row < rows.end; ++row) {
       const uint8_t* packed = p.w + row * p.kq;
       for (int64_t t = 0; t < p.tokens; ++t) {
         const int32_t acc = DotCodes(packed, codes.data() + t * padded, p.kq) - sums[t];

@@ -99,8 +99,14 @@ DOT_INSTRUCTIONS = {
 ROWS_PER_TASK = 16
 
 
-def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
-    """PrimFunc(x float32 [M, K], w_packed uint8 [N, Kq], w_scale float32 [1], out float32 [M, N]), M symbolic."""
+EXTERN_SYMBOL = "edgebit_ternary_linear"  # tvm_adapter.cc: the C++ kernel's register-blocked GEMM
+EXTERN_SOURCE = "ternary_matmul/tvm_adapter.cc"
+
+
+def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str, extern_prefill: bool = False):
+    """PrimFunc(x float32 [M, K], w_packed uint8 [N, Kq], w_scale float32 [1], out float32 [M, N]), M symbolic.
+    With ``extern_prefill`` (targets whose model library links the C++ kernels), M > 1 calls kernel.h's blocked GEMM
+    (EXTERN_SYMBOL), which decodes each weight vector once for several tokens; M = 1 (decode) runs the loops below."""
     ins = DOT_INSTRUCTIONS[isa]
     lanes, acc_lanes = ins.vector_bytes, ins.accumulator_lanes
     update = ins.update
@@ -109,13 +115,8 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
     byte_type = f"int8x{lanes}"
     tasks = (n + ROWS_PER_TASK - 1) // ROWS_PER_TASK
 
-    @T.prim_func(s_tir=True)
-    def kernel(x_handle: T.handle, w_packed: T.Buffer((n, kq), "uint8"), w_scale: T.Buffer((1,), "float32"),
-               out_handle: T.handle):
-        T.func_attr({"global_symbol": name, "tir.noalias": True})
-        m = T.int64()
-        x = T.match_buffer(x_handle, (m, k), "float32")
-        out = T.match_buffer(out_handle, (m, n), "float32")
+    @T.macro
+    def gemv(x, w_packed, w_scale, out, m):
         codes = T.alloc_buffer((m, k_padded), "int8")
         scale = T.alloc_buffer((m,), "float32")
         code_sum = T.alloc_buffer((m,), "int32")
@@ -173,7 +174,32 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str):
                                         "int32", codes[t, j * kq + b])
                             out[t, row] = T.Cast("float32", total[0] - code_sum[t]) / scale[t] * w_scale[0]
 
-    return kernel
+    if not extern_prefill:
+        @T.prim_func(s_tir=True)
+        def kernel(x_handle: T.handle, w_packed: T.Buffer((n, kq), "uint8"), w_scale: T.Buffer((1,), "float32"),
+                   out_handle: T.handle):
+            T.func_attr({"global_symbol": name, "tir.noalias": True})
+            m = T.int64()
+            x = T.match_buffer(x_handle, (m, k), "float32")
+            out = T.match_buffer(out_handle, (m, n), "float32")
+            gemv(x, w_packed, w_scale, out, m)
+
+        return kernel
+
+    @T.prim_func(s_tir=True)
+    def kernel_with_gemm(x_handle: T.handle, w_packed: T.Buffer((n, kq), "uint8"), w_scale: T.Buffer((1,), "float32"),
+                         out_handle: T.handle):
+        T.func_attr({"global_symbol": name, "tir.noalias": True})
+        m = T.int64()
+        x = T.match_buffer(x_handle, (m, k), "float32")
+        out = T.match_buffer(out_handle, (m, n), "float32")
+        if m > 1:
+            T.evaluate(T.call_extern("int32", EXTERN_SYMBOL, x.data, w_packed.data, w_scale.data, out.data, m,
+                                     T.int64(k), T.int64(n), T.int64(kq)))
+        else:
+            gemv(x, w_packed, w_scale, out, m)
+
+    return kernel_with_gemm
 
 
 def dot_isa(features: tuple[str, ...]) -> str | None:

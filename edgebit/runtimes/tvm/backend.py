@@ -76,6 +76,7 @@ def _converters(target: Target, extern: ExternKernels):
     from edgebit_ops.grouped_attention import tvm_kernel as attention_kernels
     from edgebit_ops.int8_matmul import tvm_kernel as int8_kernels
     from edgebit_ops.selective_scan.tvm_kernel import selective_scan_kernel
+    from edgebit_ops.ternary_matmul import tvm_kernel as ternary_kernels
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
 
     isa = dot_isa(target.features)
@@ -105,7 +106,10 @@ def _converters(target: Target, extern: ExternKernels):
         if isa is None:
             y2 = builder.emit_te(ternary_linear_te, x2, w_packed, w_scale, in_features, primfunc_name_hint=name)
         else:
-            kernel = dot_product_kernel(out_features, in_features, packed_columns, isa, f"{name}_{isa}")
+            prefill_gemm = runs_cpp_kernels(target)  # kernel.h's register-blocked GEMM for M > 1
+            if prefill_gemm:
+                extern.use(ternary_kernels.EXTERN_SOURCE)
+            kernel = dot_product_kernel(out_features, in_features, packed_columns, isa, f"{name}_{isa}", prefill_gemm)
             gv = builder.add_func(kernel, f"{name}_{isa}")
             rows = x2.ty.shape[0]
             y2 = builder.emit(relax.call_tir(gv, [x2, w_packed, w_scale],

@@ -1,0 +1,13 @@
+// TVM adapter of edgebit::ternary_linear (SPEC.md; the math is kernel.h): the model library's prefill path (more
+// than one token) calls edgebit_ternary_linear through call_extern, so a prompt runs the C++ kernel's register-blocked
+// GEMM; a decode step (one token) stays on the TensorIR GEMV micro-kernel, which streams the weights faster.
+#include "common/tvm_parallel.h"
+#include "ternary_matmul/kernel.h"
+
+extern "C" int edgebit_ternary_linear(const float* x, const uint8_t* w_packed, const float* w_scale, float* out,
+                                      int64_t tokens, int64_t in_features, int64_t out_features, int64_t packed) {
+  namespace kernel = edgebit_kernels::ternary_matmul;
+  kernel::Run(kernel::Problem{x, w_packed, *w_scale, out, tokens, in_features, out_features, packed},
+              edgebit_kernels::TvmParallel{});
+  return 0;
+}
