@@ -42,7 +42,7 @@ def group_of(symbol: str) -> str | None:
     return ELEMENTWISE
 
 
-def worker(work: Path, depth: int, repeats: int) -> dict:
+def worker(work: Path, depth: int, repeats: int, tokens: int = 1) -> dict:
     """In a fresh process (TVM sizes its thread pool once): the step's median time and each group's kernel time."""
     import numpy as np
     import tvm
@@ -55,7 +55,7 @@ def worker(work: Path, depth: int, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     caches = [tvm.runtime.tensor(rng.standard_normal((depth, *shape[1:])).astype(info["cache_dtype"]))
               for shape in info["state_shapes"]]
-    inputs = [tvm.runtime.tensor(np.array([[1]], np.int64)), tvm.runtime.tensor(np.array([depth], np.int64))]
+    inputs = [tvm.runtime.tensor(np.ones((1, tokens), np.int64)), tvm.runtime.tensor(np.array([depth], np.int64))]
 
     def step():
         vm["main"](*inputs, *caches, *weights)
@@ -95,10 +95,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"], help="export --kv-cache")
+    parser.add_argument("--tokens", type=int, default=1, help="tokens per step: 1 is decode, more a prefill chunk")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.depth[0], args.repeats)))
+        print(json.dumps(worker(args.worker, args.depth[0], args.repeats, args.tokens)))
         return 0
     from edgebit.models import summarize
     from edgebit.models.head import set_head_precision
@@ -116,7 +117,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        compiled = compile_model(model, native_host_target(), max(args.depth) + 8, work)
+        compiled = compile_model(model, native_host_target(), max(args.depth) + args.tokens + 8, work)
         (work / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes,
                                                     "cache_dtype": compiled.graph.dtype(0)}))
         del model
@@ -125,7 +126,8 @@ def main() -> int:
             for depth in args.depth:
                 env = {**os.environ, "TVM_NUM_THREADS": str(threads)}
                 out = subprocess.run([sys.executable, __file__, "--worker", str(work), "--depth", str(depth),
-                                      "--repeats", str(args.repeats)], capture_output=True, text=True, env=env,
+                                      "--repeats", str(args.repeats), "--tokens", str(args.tokens)],
+                                     capture_output=True, text=True, env=env,
                                      check=True).stdout
                 measured = json.loads(out.strip().splitlines()[-1])
                 rows.append({"threads": threads, "depth": depth, "read_bandwidth_GB_per_s": bandwidth,
@@ -141,8 +143,8 @@ def main() -> int:
         kernels = row["kernels_s"]
         between = row["step_s"] - sum(kernels.values())
         read = sum(row["bytes"].values())
-        print(f"\n{row['threads']} thread(s), depth {row['depth']}: {step_ms:.1f} ms per token "
-              f"({1e3 / step_ms:.1f} tok/s), {read / 1e9:.2f} GB read = {read / row['step_s'] / 1e9:.1f} GB/s of "
+        print(f"\n{row['threads']} thread(s), depth {row['depth']}, {args.tokens} token(s): {step_ms:.1f} ms per step "
+              f"({args.tokens * 1e3 / step_ms:.1f} tok/s), {read / 1e9:.2f} GB read = {read / row['step_s'] / 1e9:.1f} GB/s of "
               f"{row['read_bandwidth_GB_per_s']:.1f} GB/s measured")
         print(f"  {'':<46}{'ms':>8}{'share':>8}{'MB read':>9}{'GB/s':>7}")
         for name in [g for g, _ in GROUPS] + [ELEMENTWISE]:

@@ -65,7 +65,8 @@ def npy_seeds() -> list[bytes]:
 
 CONF_SEEDS = ["inputs tokens position\nmax_seq_len 64\nvocab_size 1000\nstate 1 2 64 8\nstate 1 2 64 8\n",
               "inputs tokens\nmax_seq_len 256\nvocab_size 512\nstate 1 96 4\nstate 1 4 8 16\n",
-              "# comment\n\ninputs tokens\nvocab_size 7\nmax_seq_len 1\n"]
+              "# comment\n\ninputs tokens\nvocab_size 7\nmax_seq_len 1\n",
+              "inputs tokens position\nmax_seq_len 64\nvocab_size 1000\ncache float16 64 4 32\ncache float32 64 4 32\n"]
 
 
 # ---- mutations ----

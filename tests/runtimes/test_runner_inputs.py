@@ -194,6 +194,8 @@ def edited_conf_cases(conf: str):
             ("huge state", conf + "state 65536 65536\n", "state larger"),
             ("overflowing state", conf + "state 16777216 16777216 16777216\n", "more than 2^40"),
             ("zero dimension", conf + "state 1 0 3\n", "a state dimension"),
+            ("float16 state", conf + "state float16 1 3\n", "only a 'cache' may be float16"),
+            ("dtype only", conf + "cache float16\n", "with 1 to 8 dimensions"),
             ("unknown key", conf + "colour blue\n", "unknown or repeated key 'colour'"),
             ("repeated key", conf + vocab_line + "\n", "unknown or repeated key 'vocab_size'"),
             ("binary", "\x00\xff\x93NUMPY\n", "unknown or repeated key"),
