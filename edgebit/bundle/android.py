@@ -87,6 +87,7 @@ class AndroidLayout:
                 "vocab_size": manifest.model.vocab_size, "max_seq_len": manifest.model.max_seq_len,
                 "reference_inputs": REFERENCE_INPUTS if REFERENCE_INPUTS in self.assets else None,
                 "reference_logits": REFERENCE_LOGITS if REFERENCE_LOGITS in self.assets else None,
+                "rounding_noise": manifest.model.rounding_noise,
                 "tokenizer": TOKENIZER if TOKENIZER in self.assets else None}
 
     def links_text(self) -> str:

@@ -128,7 +128,7 @@ def deploy_and_validate(bundle_dir: Path, serial: str | None, runtime: str | Non
     reference = np.load(bundle.file(REFERENCE_LOGITS), allow_pickle=False)
     if logits.shape != reference.shape:
         raise DeployError(f"the runner wrote logits {list(logits.shape)}, the reference is {list(reference.shape)}")
-    agreement = compare_logits(logits, reference)
+    agreement = compare_logits(logits, reference, bundle.manifest.model.rounding_noise)
     verdict = "PASS" if agreement.passed else "FAIL"
     line = (f"{verdict} {layout.runtime} on adb:{serial} (app layout, {len(layout.native)} native files, "
             f"{len(layout.links)} links, {seconds:.1f} s): {agreement.describe()}")

@@ -106,7 +106,12 @@ def test_validate_table(bundle):
     assert len(rows) == 2 and all("ok" in row for row in rows), result.stdout
 
 
-def test_run_onnx_portable_agrees_with_transformers(bundle, work):
+def test_run_onnx_portable_agrees_with_transformers(work):
+    """Against transformers (float32 throughout), so the bundle keeps the checkpoint's precisions: fp32 head and KV
+    cache (export's int8 head and fp16 cache are each measured against fp32 where they are chosen)."""
+    bundle = work / "demo-fp32.bundle"
+    run_cli("export", "demo", "-t", "x86_64", "-r", "onnx-portable", "-o", bundle, "--max-seq-len", MAX_SEQ_LEN,
+            "--head", "fp32", "--kv-cache", "fp32", check=True)
     tokenizer_ids = np.array([[0, 65, 412, 1033, 7, 301, 2048, 99, 3000, 15, 16, 17]], dtype=np.int64)
     ids = np.concatenate([tokenizer_ids, tokenizer_ids[:, ::-1]], axis=0)
     np.save(work / "ids.npy", ids)

@@ -227,7 +227,7 @@ def test_layout_runs_as_the_app_runs_it_under_qemu_user(bundle, app_dir, tmp_pat
                             env={"PATH": os.environ.get("PATH", ""), "TMPDIR": str(cache), **RUNNER_ENVIRONMENT},
                             capture_output=True, text=True, timeout=COMMAND_TIMEOUT, cwd=files)
     assert result.returncode == 0, result.stderr
-    agreement = compare_logits(np.load(out), np.load(files / app["reference_logits"]))
+    agreement = compare_logits(np.load(out), np.load(files / app["reference_logits"]), app["rounding_noise"])
     assert agreement.passed, agreement.describe()
 
 

@@ -6,28 +6,31 @@ import kotlin.math.sqrt
 
 /**
  * The BitNet agreement bound of edgebit/validate/agreement.py, on the device: cosine >= 0.9999 over all logits,
- * max abs error <= 1 % of the reference's largest |logit|, and the same argmax wherever the reference's top-2
- * margin exceeds twice the max abs error.
+ * max abs error <= the larger of 1 % of the reference's largest |logit| and twice the reference's rounding noise
+ * (app.json, from the bundle's manifest), and the same argmax wherever the reference's top-2 margin exceeds twice
+ * the max abs error.
  */
 data class Agreement(
     val cosine: Double,
     val maxAbsError: Double,
     val maxAbsLogit: Double,
+    val errorBound: Double,
     val top1Agreement: Double,
     val clearMarginMismatches: Int,
     val passed: Boolean,
 ) {
     fun describe(): String = String.format(
-        Locale.ROOT, "cosine %.7f (>= %s), max abs error %.3g (<= 1%% of %.3g), top-1 agreement %.2f%%, " +
+        Locale.ROOT, "cosine %.7f (>= %s), max abs error %.3g (<= %.3g), top-1 agreement %.2f%%, " +
             "clear-margin argmax mismatches %d",
-        cosine, MIN_COSINE, maxAbsError, maxAbsLogit, 100 * top1Agreement, clearMarginMismatches)
+        cosine, MIN_COSINE, maxAbsError, errorBound, 100 * top1Agreement, clearMarginMismatches)
 
     companion object {
         const val MIN_COSINE = 0.9999
         const val MAX_ABS_ERROR_FRACTION = 0.01
+        const val NOISE_FACTOR = 2.0
 
         /** [rows, vocab] logits (flattened) against the reference. */
-        fun compare(candidate: FloatArray, reference: FloatArray, vocab: Int): Agreement {
+        fun compare(candidate: FloatArray, reference: FloatArray, vocab: Int, roundingNoise: Double = 0.0): Agreement {
             require(candidate.size == reference.size) { "logit sizes differ: ${candidate.size} vs ${reference.size}" }
             var dot = 0.0; var normA = 0.0; var normB = 0.0; var maxErr = 0.0; var maxLogit = 0.0
             var equal = true
@@ -54,9 +57,10 @@ data class Agreement(
                 val clear = vocab > 1 && (first.toDouble() - second.toDouble()) > 2 * maxErr
                 if (refArg == candArg) same++ else if (clear) mismatches++
             }
-            val passed = cosine >= MIN_COSINE && maxErr <= MAX_ABS_ERROR_FRACTION * maxLogit && mismatches == 0
-            return Agreement(cosine, maxErr, maxLogit, if (rows > 0) same.toDouble() / rows else 1.0, mismatches,
-                             passed)
+            val bound = maxOf(MAX_ABS_ERROR_FRACTION * maxLogit, NOISE_FACTOR * roundingNoise)
+            val passed = cosine >= MIN_COSINE && maxErr <= bound && mismatches == 0
+            return Agreement(cosine, maxErr, maxLogit, bound, if (rows > 0) same.toDouble() / rows else 1.0,
+                             mismatches, passed)
         }
     }
 }

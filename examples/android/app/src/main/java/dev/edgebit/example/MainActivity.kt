@@ -55,7 +55,8 @@ class MainActivity : Activity() {
         require(logits.shape.contentEquals(reference.shape)) {
             "the runner wrote ${logits.shape.toList()}, the reference is ${reference.shape.toList()}"
         }
-        val agreement = Agreement.compare(logits.floats(), reference.floats(), reference.shape.last())
+        val agreement = Agreement.compare(logits.floats(), reference.floats(), reference.shape.last(),
+                                          app.optDouble("rounding_noise", 0.0))
         val verdict = if (agreement.passed) "PASS" else "FAIL"
         show(String.format(Locale.ROOT, "%s in %.1f s: %s", verdict, seconds, agreement.describe()))
 
