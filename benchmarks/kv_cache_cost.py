@@ -41,18 +41,20 @@ def main() -> None:
     parser.add_argument("--max-seq-len", type=int, nargs="+", default=[128, 1024, 4096])
     parser.add_argument("--positions", type=int, nargs="+", default=[64, 120])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"], help="export --kv-cache")
     args = parser.parse_args()
     os.environ.setdefault("TVM_NUM_THREADS", "1")
     import numpy as np
 
     from edgebit.models.head import set_head_precision
+    from edgebit.models.kv_cache import set_kv_cache_precision
     from edgebit.runtimes.tvm.backend import compile_model, load_for_host
     from edgebit.toolchain.host_cpu import host_tvm_cpu, native_host_target
 
     mcpu, features = host_tvm_cpu()
     target = native_host_target()
-    model = set_head_precision(random_ternary_model(args.layers), "int8")
-    print(f"BitNet 2B-4T shape, {args.layers} layers, int8 head, TVM mcpu={mcpu}, "
+    model = set_kv_cache_precision(set_head_precision(random_ternary_model(args.layers), "int8"), args.kv_cache)
+    print(f"BitNet 2B-4T shape, {args.layers} layers, int8 head, {args.kv_cache} KV cache, TVM mcpu={mcpu}, "
           f"{os.environ['TVM_NUM_THREADS']} thread(s); load average {os.getloadavg()[0]:.1f}; median of {args.repeats}")
     print(f"{'max_seq_len':>12}" + "".join(f"{f'ms @ pos {p}':>14}" for p in args.positions))
     for max_seq_len in args.max_seq_len:
