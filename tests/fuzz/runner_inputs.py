@@ -129,7 +129,7 @@ def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
         elif choice == 2:  # insert
             at = rng.randrange(len(data) + 1)
             data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 32)))
-        elif choice == 3 and len(data) > 10:  # the header length field / version bytes
+        elif choice == 3 and len(data) > 11:  # the header length field / version bytes (bytes 6 to 11)
             at = rng.choice([6, 7, 8, 9, 10, 11])
             data[at] = rng.choice([0, 1, 2, 3, 4, 0x7f, 0xff, rng.randrange(256)])
         elif choice == 4:  # append data
