@@ -185,6 +185,7 @@ def generate(model: str = typer.Argument(..., help="checkpoint directory, 'demo'
     stream = TextStream(tokenizer.decode, _write_now, tuple(stop or ()))
     console.print(f"[bold]{prompt}[/bold]", end="", highlight=False)
     generate_ids(loaded, prompt_ids, sampling, getattr(loaded.config, "eos_token_id", None), stream.add)
+    stream.finish()
     print(flush=True)
 
 
@@ -229,6 +230,7 @@ def _generate_on_device(bundle_dir: Path, device_spec: str, prompt: str, chat: b
         console.print(f"[bold]{prompt}[/bold]", end="", highlight=False)
         session.generate(prompt_ids, sampling.max_new_tokens, runtime, sampling,
                          eos if isinstance(eos, int) else None, stream.add)
+        stream.finish()
         print(flush=True)
         timings = session.timings
     if timings.get("decode_seconds"):

@@ -17,7 +17,8 @@ class TextStream:
         self.stopped = False
 
     def add(self, token: int) -> bool:
-        """Take the next token; returns True once a stop string has appeared (what follows is not written)."""
+        """Take the next token; returns True once a stop string has appeared (what follows is not written). Text
+        that could be the start of a stop string ("object" of a stop string "object,") waits for the next tokens."""
         if self.stopped:
             return True
         self.ids.append(token)
@@ -28,7 +29,23 @@ class TextStream:
             text = text[:cut]
         elif text.endswith("\ufffd"):
             return False  # half a multi-byte character: wait for the rest
-        if text.startswith(self.shown):
+        else:
+            text = text[:len(text) - self._held_back(text)]
+        self._show(text)
+        return self.stopped
+
+    def finish(self) -> None:
+        """Generation ended without a stop string: write what was held back."""
+        if not self.stopped and self.ids:
+            text = self.decode(self.ids)
+            self._show(text[:-1] if text.endswith("\ufffd") else text)
+
+    def _held_back(self, text: str) -> int:
+        """Characters at the end of ``text`` that begin some stop string."""
+        return max((n for s in self.stops for n in range(min(len(s) - 1, len(text)), 0, -1)
+                    if text.endswith(s[:n])), default=0)
+
+    def _show(self, text: str) -> None:
+        if text.startswith(self.shown) and len(text) > len(self.shown):
             self.write(text[len(self.shown):])
             self.shown = text
-        return self.stopped
