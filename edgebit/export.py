@@ -100,7 +100,7 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
     from edgebit.toolchain.c_runtime import c_runtime_files, check_self_contained, is_elf, loader_name
     from edgebit.models.head import set_head_precision
     from edgebit.models.kv_cache import kv_cache_precision, set_kv_cache_precision
-    from edgebit.validate.reference import host_logits, perplexity, reference_inputs, rounding_noise
+    from edgebit.validate.reference import host_logits, reference_inputs, rounding_noise
 
     target = config.target
     with timer.stage("load checkpoint"):
@@ -124,24 +124,12 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
         if inputs.shape[1] > max_seq_len:
             raise EdgebitError(f"--max-seq-len {max_seq_len} is shorter than the reference inputs")
         logits = host_logits(model, inputs)
+        # The host reference computes as the device will: KV cache first (its cost measured with the fp32 head),
+        # then the head (measured against the head of the checkpoint).
         kv_cache = None
         if kv_cache_precision(model) is not None:
-            kv_cache = {"precision": config.kv_cache}
-            if config.kv_cache != "fp32":
-                # The host reference stores keys and values as the device does; the cost is measured (fp32 head).
-                set_kv_cache_precision(model, config.kv_cache)
-                fp32_perplexity = perplexity(logits, inputs)
-                logits = host_logits(model, inputs)
-                kv_cache["reference_perplexity"] = {"fp32": round(fp32_perplexity, 4),
-                                                    config.kv_cache: round(perplexity(logits, inputs), 4)}
-        head = {"precision": config.head}
-        if config.head != "fp32":
-            # The host reference uses the device's head; what that costs is measured against the checkpoint's.
-            set_head_precision(model, config.head)
-            fp32_perplexity = perplexity(logits, inputs)
-            logits = host_logits(model, inputs)
-            head["reference_perplexity"] = {"fp32": round(fp32_perplexity, 4),
-                                            config.head: round(perplexity(logits, inputs), 4)}
+            kv_cache, logits = _device_precision(model, inputs, logits, config.kv_cache, set_kv_cache_precision)
+        head, logits = _device_precision(model, inputs, logits, config.head, set_head_precision)
         noise = rounding_noise(model, inputs, logits)
     sources: dict[str, Path] = {}  # bundle path -> file on the host
     runtime_info = {}
@@ -180,6 +168,22 @@ def _export_into(writer: bundle_format.BundleWriter, config: ExportConfig, model
             "runtimes": runtime_info,
             "built_on": platform.machine(),
         }, signer=signer)
+
+
+def _device_precision(model, inputs: np.ndarray, logits: np.ndarray, precision: str, apply) -> tuple[dict, np.ndarray]:
+    """Give the host ``model`` a device precision (``apply(model, precision)``: the head's or the KV cache's) and
+    return the manifest record ({"precision", "reference_perplexity": {"fp32", precision}} when not fp32) with the
+    logits of ``inputs`` it now computes; ``logits`` are the ones before."""
+    from edgebit.validate.reference import host_logits, perplexity
+
+    record = {"precision": precision}
+    if precision == "fp32":
+        return record, logits
+    apply(model, precision)
+    before = perplexity(logits, inputs)
+    logits = host_logits(model, inputs)
+    record["reference_perplexity"] = {"fp32": round(before, 4), precision: round(perplexity(logits, inputs), 4)}
+    return record, logits
 
 
 def default_max_seq_len(model) -> int:

@@ -200,12 +200,16 @@ inline void DotCodesBlock(const uint8_t* w, int64_t kq, const int8_t* q, int64_t
 }  // namespace neon
 #endif
 
-// The widest blocked path this translation unit has: rows per block, and the function (none: 0 rows).
+// The widest blocked path this translation unit has (kBlockRows and DotCodesBlock); plain NEON and the generic
+// fallback have none (EDGEBIT_BLOCKED undefined).
 #if defined(EDGEBIT_AVX512VNNI)
+#define EDGEBIT_BLOCKED 1
 namespace blocked = avx512vnni;
 #elif defined(EDGEBIT_AVX2)
+#define EDGEBIT_BLOCKED 1
 namespace blocked = avx2;
 #elif defined(EDGEBIT_DOTPROD)
+#define EDGEBIT_BLOCKED 1
 namespace blocked = neon;
 #endif
 
@@ -249,9 +253,13 @@ void Run(const Problem& p, Parallel&& parallel) {
   for (int64_t t = 0; t < p.tokens; ++t)
     scales[t] = QuantizeAbsmaxInt8(p.x + t * p.k, p.k, padded, codes.data() + t * padded, &sums[t]);
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(p.kq, 1));  // ~16 KiB of weights a task
+  // SPEC step 4: out[t, row] from the integer dot product of the codes
+  auto store = [&](int64_t t, int64_t row, int32_t dot) {
+    p.out[t * p.n + row] = static_cast<float>(dot - sums[t]) / scales[t] * p.w_scale;
+  };
   parallel(p.n, grain, [&](RowRange rows) {
     int64_t row = rows.begin;
-#if defined(EDGEBIT_AVX512VNNI) || defined(EDGEBIT_AVX2) || defined(EDGEBIT_DOTPROD)
+#if defined(EDGEBIT_BLOCKED)
     // blocks of kBlockRows rows x kBlockTokens tokens, the integer sums exactly those of DotCodes
     for (; p.tokens >= kBlockTokens && row + blocked::kBlockRows <= rows.end; row += blocked::kBlockRows) {
       const uint8_t* packed = p.w + row * p.kq;
@@ -262,26 +270,17 @@ void Run(const Problem& p, Parallel&& parallel) {
         const int8_t* q = codes.data() + t * padded;
         blocked::DotCodesBlock(packed, p.kq, q, padded, &b, acc);
         for (int64_t r = 0; r < blocked::kBlockRows; ++r)
-          for (int64_t u = 0; u < kBlockTokens; ++u) {
-            const int32_t total = acc[r * kBlockTokens + u] +
-                                  generic::DotCodes(packed + r * p.kq, q + u * padded, p.kq, b) - sums[t + u];
-            p.out[(t + u) * p.n + row + r] = static_cast<float>(total) / scales[t + u] * p.w_scale;
-          }
+          for (int64_t u = 0; u < kBlockTokens; ++u)
+            store(t + u, row + r,
+                  acc[r * kBlockTokens + u] + generic::DotCodes(packed + r * p.kq, q + u * padded, p.kq, b));
       }
       for (; t < p.tokens; ++t)
-        for (int64_t r = 0; r < blocked::kBlockRows; ++r) {
-          const int32_t total = DotCodes(packed + r * p.kq, codes.data() + t * padded, p.kq) - sums[t];
-          p.out[t * p.n + row + r] = static_cast<float>(total) / scales[t] * p.w_scale;
-        }
+        for (int64_t r = 0; r < blocked::kBlockRows; ++r)
+          store(t, row + r, DotCodes(packed + r * p.kq, codes.data() + t * padded, p.kq));
     }
 #endif
-    for (; row < rows.end; ++row) {
-      const uint8_t* packed = p.w + row * p.kq;
-      for (int64_t t = 0; t < p.tokens; ++t) {
-        const int32_t acc = DotCodes(packed, codes.data() + t * padded, p.kq) - sums[t];
-        p.out[t * p.n + row] = static_cast<float>(acc) / scales[t] * p.w_scale;
-      }
-    }
+    for (; row < rows.end; ++row)
+      for (int64_t t = 0; t < p.tokens; ++t) store(t, row, DotCodes(p.w + row * p.kq, codes.data() + t * padded, p.kq));
   });
 }
 

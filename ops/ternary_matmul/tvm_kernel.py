@@ -174,32 +174,20 @@ def dot_product_kernel(n: int, k: int, kq: int, isa: str, name: str, extern_pref
                                         "int32", codes[t, j * kq + b])
                             out[t, row] = T.Cast("float32", total[0] - code_sum[t]) / scale[t] * w_scale[0]
 
-    if not extern_prefill:
-        @T.prim_func(s_tir=True)
-        def kernel(x_handle: T.handle, w_packed: T.Buffer((n, kq), "uint8"), w_scale: T.Buffer((1,), "float32"),
-                   out_handle: T.handle):
-            T.func_attr({"global_symbol": name, "tir.noalias": True})
-            m = T.int64()
-            x = T.match_buffer(x_handle, (m, k), "float32")
-            out = T.match_buffer(out_handle, (m, n), "float32")
-            gemv(x, w_packed, w_scale, out, m)
-
-        return kernel
-
     @T.prim_func(s_tir=True)
-    def kernel_with_gemm(x_handle: T.handle, w_packed: T.Buffer((n, kq), "uint8"), w_scale: T.Buffer((1,), "float32"),
-                         out_handle: T.handle):
+    def kernel(x_handle: T.handle, w_packed: T.Buffer((n, kq), "uint8"), w_scale: T.Buffer((1,), "float32"),
+               out_handle: T.handle):
         T.func_attr({"global_symbol": name, "tir.noalias": True})
         m = T.int64()
         x = T.match_buffer(x_handle, (m, k), "float32")
         out = T.match_buffer(out_handle, (m, n), "float32")
-        if m > 1:
+        if extern_prefill and m > 1:  # a Python False drops this branch when the function is parsed
             T.evaluate(T.call_extern("int32", EXTERN_SYMBOL, x.data, w_packed.data, w_scale.data, out.data, m,
                                      T.int64(k), T.int64(n), T.int64(kq)))
         else:
             gemv(x, w_packed, w_scale, out, m)
 
-    return kernel_with_gemm
+    return kernel
 
 
 def dot_isa(features: tuple[str, ...]) -> str | None:
