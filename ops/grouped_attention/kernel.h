@@ -7,6 +7,8 @@
 // the weighted sums of values are vectorized for every target (AVX2 / AVX-512, NEON).
 #pragma once
 
+#include <type_traits>
+
 #include "common/kernel_common.h"
 
 #if defined(__F16C__)
@@ -139,10 +141,14 @@ inline const Element* SlotRows(const Element* prefix, const Element* fresh, cons
 }
 
 // Slots per task. A task takes every KV head of its slots, so it streams one contiguous block of the cache
-// ([slots, Hkv, D] rows), which is what memory bandwidth wants, and a decode step (T = 1) over a long cache still
-// has P / kSlotChunk tasks for the threads (flash-decoding): each chunk keeps its own softmax maximum and sum per
-// head, merged at the end.
-constexpr int64_t kSlotChunk = 256;
+// ([slots, Hkv, D] rows), and a decode step (T = 1) over a long cache still has P / slots tasks for the threads
+// (flash-decoding): each chunk keeps its own softmax maximum and sum per head, merged at the end. A chunk's keys and
+// values are sized to stay in a core's cache between BringIntoCache and the passes (about 256 KB: a Cortex-A76's L2;
+// 96 slots of the BitNet 2B-4T shape in float16), in whole blocks of 8 slots, 32 to 256 slots.
+inline int64_t SlotsPerChunk(int64_t kv_heads, int64_t dim, int64_t element_bytes) {
+  const int64_t slot_bytes = 2 * kv_heads * dim * element_bytes;  // a key row and a value row
+  return std::min<int64_t>(256, std::max<int64_t>(32, (256 * 1024 / slot_bytes) / 8 * 8));
+}
 
 // One chunk's share of a token: for each query head, max score, sum of exp(score - max) and the sum of
 // exp(score - max) * value.
@@ -150,22 +156,141 @@ struct Partials {
   std::vector<float> top, sum, acc;  // [tasks * H], [tasks * H], [tasks * H * D]
 };
 
+// The eight lane sums of eight vectors: result[i] = sum of v[i]'s lanes (a transposing tree of shuffles and adds,
+// 7 adds for 8 sums where one horizontal sum each would take 24).
+inline Float8 LaneSums(const Float8 (&v)[8]) {
+  Float8 pairs[4], quads[2];
+  for (int i = 0; i < 4; ++i)  // [a01 b01 a23 b23 a45 b45 a67 b67] of a = v[2i], b = v[2i + 1]
+    pairs[i] = __builtin_shufflevector(v[2 * i], v[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
+               __builtin_shufflevector(v[2 * i], v[2 * i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+  for (int i = 0; i < 2; ++i)  // [a0-3 b0-3 c0-3 d0-3 a4-7 b4-7 c4-7 d4-7]
+    quads[i] = __builtin_shufflevector(pairs[2 * i], pairs[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(pairs[2 * i], pairs[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+  return __builtin_shufflevector(quads[0], quads[1], 0, 1, 2, 3, 8, 9, 10, 11) +
+         __builtin_shufflevector(quads[0], quads[1], 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+// Scores of the query heads [h0, h0 + NH), which share KV head g, for token t over slots [begin, begin + n):
+// scores[h * n + s]. Each key row is widened once for the NH heads that read it, and NH heads x 8 / NH slots give
+// eight independent accumulators (what two FMA pipes with 4-cycle latency keep busy).
+template <int NH, class Element>
+void ScoreHeads(const Problem<Element>& p, int64_t t, int64_t h0, int64_t g, int64_t begin, int64_t n,
+                float scale, float* scores) {
+  constexpr int S = 8 / NH;
+  const float* q[NH];
+  for (int i = 0; i < NH; ++i) q[i] = p.q + ((h0 + i) * p.tokens + t) * p.dim;
+  const int64_t vector_dim = p.dim / 8 * 8;
+  int64_t s = 0;
+  for (; s + S <= n; s += S) {
+    const Element* k[S];
+    for (int j = 0; j < S; ++j) k[j] = SlotRows(p.prefix_k, p.new_k, p, begin + s + j) + g * p.dim;
+    Float8 acc[8] = {};
+    for (int64_t d = 0; d < vector_dim; d += 8) {
+      Float8 key[S];
+      for (int j = 0; j < S; ++j) key[j] = Load8(k[j] + d);
+      for (int i = 0; i < NH; ++i) {
+        const Float8 query = Load8(q[i] + d);
+        for (int j = 0; j < S; ++j) acc[i * S + j] += query * key[j];
+      }
+    }
+    const Float8 sums = LaneSums(acc);
+    for (int i = 0; i < NH; ++i)
+      for (int j = 0; j < S; ++j) {
+        float total = sums[i * S + j];
+        for (int64_t d = vector_dim; d < p.dim; ++d) total += q[i][d] * static_cast<float>(k[j][d]);
+        scores[(h0 + i) * n + s + j] = total * scale;
+      }
+  }
+  for (; s < n; ++s) {
+    const Element* key = SlotRows(p.prefix_k, p.new_k, p, begin + s) + g * p.dim;
+    for (int i = 0; i < NH; ++i) scores[(h0 + i) * n + s] = Dot(q[i], key, p.dim) * scale;
+  }
+}
+
+// acc[h * D + d] = sum_s scores[h * n + s] * V[begin + s, g, d] for the heads [h0, h0 + NH): columns of W vectors
+// (8 / NH: eight accumulators again) stay in registers across all n slots, so each value row is widened once per
+// column for the NH heads and no partial sum goes through memory.
+template <int NH, class Element>
+void WeighValues(const Problem<Element>& p, int64_t h0, int64_t g, int64_t begin, int64_t n, const float* scores,
+                 float* acc) {
+  constexpr int W = 8 / NH;
+  int64_t d = 0;
+  auto columns = [&](auto width) {
+    constexpr int kW = decltype(width)::value;
+    for (; d + 8 * kW <= p.dim; d += 8 * kW) {
+      Float8 sum[NH][kW] = {};
+      for (int64_t s = 0; s < n; ++s) {
+        const Element* v = SlotRows(p.prefix_v, p.new_v, p, begin + s) + g * p.dim + d;
+        Float8 value[kW];
+        for (int w = 0; w < kW; ++w) value[w] = Load8(v + 8 * w);
+        for (int i = 0; i < NH; ++i) {
+          const Float8 weight = Float8{} + scores[(h0 + i) * n + s];
+          for (int w = 0; w < kW; ++w) sum[i][w] += weight * value[w];
+        }
+      }
+      for (int i = 0; i < NH; ++i)
+        for (int w = 0; w < kW; ++w) std::memcpy(acc + (h0 + i) * p.dim + d + 8 * w, &sum[i][w], sizeof(Float8));
+    }
+  };
+  columns(std::integral_constant<int, W>{});
+  columns(std::integral_constant<int, 1>{});
+  for (; d < p.dim; ++d)
+    for (int i = 0; i < NH; ++i) {
+      float total = 0.0f;
+      for (int64_t s = 0; s < n; ++s)
+        total += scores[(h0 + i) * n + s] * static_cast<float>(SlotRows(p.prefix_v, p.new_v, p, begin + s)[g * p.dim + d]);
+      acc[(h0 + i) * p.dim + d] = total;
+    }
+}
+
+// Reads the chunk's key and value rows front to back once before the passes over them, so the passes find them in
+// the core's cache: the passes go KV head by KV head, which reads each slot's rows in Hkv strided pieces that the
+// hardware prefetchers do not follow from memory, while one contiguous sweep they do (a decode step at depth 2048
+// took 1.4x as long without it; software prefetches ahead of the passes did not help). Returns a value that
+// depends on every line read, so the reads are not optimized away.
+template <class Element>
+int32_t BringIntoCache(const Problem<Element>& p, int64_t begin, int64_t n) {
+  typedef int32_t Int8 __attribute__((vector_size(32)));
+  const int64_t row_bytes = p.kv_heads * p.dim * static_cast<int64_t>(sizeof(Element));
+  Int8 seen = {};
+  for (int64_t s = 0; s < n; ++s)
+    for (const Element* rows : {SlotRows(p.prefix_k, p.new_k, p, begin + s), SlotRows(p.prefix_v, p.new_v, p, begin + s)})
+      for (int64_t b = 0; b + 32 <= row_bytes; b += 64) {
+        Int8 line;
+        std::memcpy(&line, reinterpret_cast<const char*>(rows) + b, sizeof line);
+        seen += line;
+      }
+  return seen[0];
+}
+
+// The heads of one KV head in blocks of 4, 2 and 1 (the block sizes ScoreHeads and WeighValues are built for).
+template <class Fn>
+void ForHeadBlocks(int64_t group, int64_t g, Fn&& fn) {
+  int64_t h = g * group;
+  const int64_t end = h + group;
+  for (; h + 4 <= end; h += 4) fn(std::integral_constant<int, 4>{}, h);
+  for (; h + 2 <= end; h += 2) fn(std::integral_constant<int, 2>{}, h);
+  for (; h < end; ++h) fn(std::integral_constant<int, 1>{}, h);
+}
+
 template <class Element, class Parallel>
 void Run(const Problem<Element>& p, Parallel&& parallel) {
   const int64_t group = p.heads / p.kv_heads, slots = p.prefix + p.tokens;
-  const int64_t chunks = (slots + kSlotChunk - 1) / kSlotChunk;
+  const int64_t chunk = SlotsPerChunk(p.kv_heads, p.dim, sizeof(Element));
+  const int64_t chunks = (slots + chunk - 1) / chunk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(p.dim));
   const int64_t tasks = p.tokens * chunks;
   Partials part{std::vector<float>(static_cast<size_t>(tasks * p.heads)),
                 std::vector<float>(static_cast<size_t>(tasks * p.heads)),
                 std::vector<float>(static_cast<size_t>(tasks * p.heads * p.dim))};
   auto visible = [&](int64_t t) { return std::min(std::max<int64_t>(p.positions[t] + 1, 1), slots); };
-  // task = t * chunks + c: token t, slots [c * kSlotChunk, ...) up to what t sees, every head
+  // task = t * chunks + c: token t, slots [c * chunk, ...) up to what t sees, every head
   parallel(tasks, 1, [&](RowRange range) {
-    std::vector<float> scores(static_cast<size_t>(p.heads * kSlotChunk));
+    std::vector<float> scores(static_cast<size_t>(p.heads * chunk));
+    int32_t touched = 0;
     for (int64_t task = range.begin; task < range.end; ++task) {
       const int64_t t = task / chunks, c = task % chunks;
-      const int64_t begin = c * kSlotChunk, end = std::min(begin + kSlotChunk, visible(t)), n = end - begin;
+      const int64_t begin = c * chunk, end = std::min(begin + chunk, visible(t)), n = end - begin;
       float* top = part.top.data() + task * p.heads;
       float* sum = part.sum.data() + task * p.heads;
       float* acc = part.acc.data() + task * p.heads * p.dim;
@@ -175,23 +300,22 @@ void Run(const Problem<Element>& p, Parallel&& parallel) {
         std::fill_n(sum, p.heads, 0.0f);
         continue;
       }
-      for (int64_t s = 0; s < n; ++s) {
-        const Element* keys = SlotRows(p.prefix_k, p.new_k, p, begin + s);
-        for (int64_t h = 0; h < p.heads; ++h)
-          scores[h * n + s] = Dot(p.q + (h * p.tokens + t) * p.dim, keys + h / group * p.dim, p.dim) * scale;
-      }
+      touched += BringIntoCache(p, begin, n);
+      for (int64_t g = 0; g < p.kv_heads; ++g)
+        ForHeadBlocks(group, g, [&](auto heads, int64_t h0) {
+          ScoreHeads<decltype(heads)::value>(p, t, h0, g, begin, n, scale, scores.data());
+        });
       for (int64_t h = 0; h < p.heads; ++h) {
         float* row = scores.data() + h * n;
         top[h] = *std::max_element(row, row + n);
         sum[h] = ExpShifted(row, n, top[h]);
       }
-      std::fill_n(acc, p.heads * p.dim, 0.0f);
-      for (int64_t s = 0; s < n; ++s) {
-        const Element* values = SlotRows(p.prefix_v, p.new_v, p, begin + s);
-        for (int64_t h = 0; h < p.heads; ++h)
-          AddScaled(acc + h * p.dim, scores[h * n + s], values + h / group * p.dim, p.dim);
-      }
+      for (int64_t g = 0; g < p.kv_heads; ++g)
+        ForHeadBlocks(group, g, [&](auto heads, int64_t h0) {
+          WeighValues<decltype(heads)::value>(p, h0, g, begin, n, scores.data(), acc);
+        });
     }
+    __asm__ volatile("" : : "r"(touched));  // keeps BringIntoCache's reads
   });
   // merge the chunks of each (token, head): out = sum_c e^(top_c - top) acc_c / sum_c e^(top_c - top) sum_c
   parallel(p.tokens * p.heads, 1, [&](RowRange range) {

@@ -26,7 +26,8 @@ def grouped_attention(q, prefix_k, prefix_v, new_k, new_v, positions):
 
 def cases() -> dict[str, tuple]:
     """(q, prefix_k, prefix_v, new_k, new_v, positions) per case: prefill, decode over a prefix, several KV groups,
-    an odd head size, a cache longer than a kernel's chunk of slots (kernels may split the slots), a float16 cache."""
+    an odd head size, a cache longer than a kernel's chunk of slots (kernels may split the slots), a float16 cache,
+    query heads per KV head that kernels may take in blocks (4 as in BitNet 2B-4T; 6 = 4 + 2; 3 = 2 + 1)."""
     rng = np.random.default_rng(0)
 
     def case(heads, kv_heads, dim, prefix, tokens, cache=np.float32):
@@ -38,7 +39,9 @@ def cases() -> dict[str, tuple]:
             "chunk-h6-kv3-d13-p5-t4": case(6, 3, 13, 5, 4), "mha-h2-kv2-d64-p300-t2": case(2, 2, 64, 300, 2),
             "long-h8-kv2-d32-p700-t3": case(8, 2, 32, 700, 3),
             "float16-h8-kv2-d40-p300-t2": case(8, 2, 40, 300, 2, np.float16),
-            "float16-prefill-h4-kv1-d16-t5": case(4, 1, 16, 0, 5, np.float16)}
+            "float16-prefill-h4-kv1-d16-t5": case(4, 1, 16, 0, 5, np.float16),
+            "float16-h20-kv5-d128-p260-t1": case(20, 5, 128, 260, 1, np.float16),
+            "h12-kv2-d24-p150-t3": case(12, 2, 24, 150, 3), "h6-kv2-d20-p9-t2": case(6, 2, 20, 9, 2)}
 
 
 def reference(*args):
