@@ -1,6 +1,7 @@
 // TVM adapter of edgebit::ternary_linear (SPEC.md; the math is kernel.h): the model library's prefill path (more
 // than one token) calls edgebit_ternary_linear through call_extern, so a prompt runs the C++ kernel's register-blocked
-// GEMM; a decode step (one token) stays on the TensorIR GEMV micro-kernel, which streams the weights faster.
+// GEMM; a decode step (one token) does too on AVX-512 VNNI (kernel.h's four-row GEMV), and stays on the TensorIR
+// GEMV micro-kernel elsewhere (arm64's sdot loop has not been measured against it on a board).
 #include "common/tvm_parallel.h"
 #include "ternary_matmul/kernel.h"
 

@@ -104,10 +104,12 @@ def test_vnni_library_matches_the_spec(k, kq):
     n = 70
     w = rng.integers(-1, 2, (n, k))
     x = (rng.standard_normal((2, 3, k)) * 5).astype(np.float32)
-    (y,) = run_node(library, "TernaryMatMul", {"x": x, "w": ternary_reference.pack_planar(w, kq, rng),
-                                               "s": np.array([0.37], np.float32)}, in_features=k)
-    reference = ternary_reference.ternary_linear(x, w, np.float32(0.37))
-    assert np.abs(y - reference).max() <= 1e-6 * np.abs(reference).max()
+    packed = ternary_reference.pack_planar(w, kq, rng)
+    for tokens in (x, x[:1, :1], x[:1]):  # the prefill blocks of 4 tokens; decode's blocks of 4 rows (70 = 17 x 4 + 2)
+        (y,) = run_node(library, "TernaryMatMul", {"x": tokens, "w": packed, "s": np.array([0.37], np.float32)},
+                        in_features=k)
+        reference = ternary_reference.ternary_linear(tokens, w, np.float32(0.37))
+        assert np.abs(y - reference).max() <= 1e-6 * np.abs(reference).max(), tokens.shape
     signs = rng.choice([-1, 1], (n, k))
     alpha, beta = rng.uniform(0.01, 0.2, (1, k)).astype(np.float32), rng.normal(0, 0.05, (1, k)).astype(np.float32)
     (y,) = run_node(library, "BinaryMatMul", {"x": x, "w": binary_reference.pack_signs(signs, (k + 7) // 8),

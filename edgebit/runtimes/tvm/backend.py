@@ -109,7 +109,8 @@ def _converters(target: Target, extern: ExternKernels):
             prefill_gemm = runs_cpp_kernels(target)  # kernel.h's register-blocked GEMM for M > 1
             if prefill_gemm:
                 extern.use(ternary_kernels.EXTERN_SOURCE)
-            kernel = dot_product_kernel(out_features, in_features, packed_columns, isa, f"{name}_{isa}", prefill_gemm)
+            kernel = dot_product_kernel(out_features, in_features, packed_columns, isa, f"{name}_{isa}", prefill_gemm,
+                                        extern_decode=prefill_gemm and isa == "avx512vnni")
             gv = builder.add_func(kernel, f"{name}_{isa}")
             rows = x2.ty.shape[0]
             y2 = builder.emit(relax.call_tir(gv, [x2, w_packed, w_scale],
