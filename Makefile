@@ -23,6 +23,8 @@ bench: setup
 	.venv/bin/python benchmarks/runtimes_decode.py --family bimamba
 
 # opt-in, never in CI: builds llama.cpp and ik_llama.cpp from their PyPI sdists on first use (~25 min on 2 cores,
-# cached outside the repository) and runs them beside edgebit on the BitNet 2B-4T shape
+# cached outside the repository) and runs them beside edgebit on the BitNet 2B-4T shape, and llama.cpp's Mamba-2
+# beside Bi-Mamba on the 2.7B shape
 bench-peers: setup
 	.venv/bin/python benchmarks/peers.py
+	.venv/bin/python benchmarks/peers_mamba2.py

@@ -2,9 +2,10 @@
 // runner-owned KV cache, read in place: the filled prefix [P, Hkv, D] and the new rows [T, Hkv, D] are two tensors
 // and no concatenation is made.
 //
-// One task per (token, chunk of slots): every head goes through the chunk's slots, so the cache is read once per
-// token, front to back, and the chunks' partial softmaxes are merged per head. Dot products and
-// the weighted sums of values are vectorized for every target (AVX2 / AVX-512, NEON).
+// One task per (token, chunk of slots): the chunk's rows are read into the core's cache front to back, then the query
+// heads of each KV head go through them together (each key and value row widened once for all of them, partial sums
+// in registers), and the chunks' partial softmaxes are merged per head. Dot products and the weighted sums of values
+// are vectorized for every target (AVX2 / AVX-512, NEON).
 #pragma once
 
 #include <type_traits>
