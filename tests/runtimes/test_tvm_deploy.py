@@ -122,6 +122,16 @@ def test_avx512_target_uses_vnni_and_agrees_when_the_host_has_it(workdir, checkp
     logits = run_on_device(workdir, bundle, "local", workdir / "ids.npy")
     reference = transformers_logits(checkpoints["wide"], torch.from_numpy(input_ids)).numpy()
     assert compare_logits(logits, reference).passed
+    # decode steps (one token: kernel.h's four-row VNNI GEMV) pick transformers' greedy tokens
+    from edgebit.devices import open_device
+
+    prompt = input_ids[0].tolist()
+    with DeviceSession(Bundle.open(bundle), open_device("local", resolve_target("x86_64-avx512"))) as session:
+        generated = session.generate(prompt, 6)
+    expected = list(prompt)
+    for _ in range(6):
+        expected.append(int(transformers_logits(checkpoints["wide"], torch.tensor([expected]))[0, -1].argmax()))
+    assert generated == expected[len(prompt):]
 
 
 @pytest.mark.qemu
