@@ -1,7 +1,7 @@
 """Peak resident memory of the device runner at the model's full context: the BitNet 2B-4T shape (random ternary
 weights, export's defaults: int8 head, fp16 KV cache) built with ``--max-seq-len 4096`` for this host, a prompt of
-``--prompt`` tokens and generation up to the context's end, run by each runtime's own runner program (what a bundle
-ships), which reports its peak RSS (getrusage) beside its prefill and decode timings.
+``--prompt`` tokens and generation up to the context's end (or ``--new-tokens``), run by each runtime's own runner
+program (what a bundle ships), which reports its peak RSS (getrusage) beside its prefill and decode timings.
 
     .venv/bin/python benchmarks/long_context_memory.py [--runtimes tvm onnx-custom] [--prompt 3968] [--threads 2]
 
@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runtimes", nargs="+", default=["tvm"])
     parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"])
+    parser.add_argument("--new-tokens", type=int, help="tokens to generate (default: to the context's end); a "
+                        "runtime whose memory is planned when it loads (ExecuTorch) peaks at its first step")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     model = set_kv_cache_precision(set_head_precision(random_ternary_model(args.layers), "int8"), args.kv_cache)
@@ -73,7 +75,7 @@ def main() -> None:
     info = summarize(model)
     kv_bytes = (c.num_hidden_layers * 2 * args.max_seq_len * c.num_key_value_heads * c.head_dim
                 * (2 if args.kv_cache == "fp16" else 4))
-    new_tokens = args.max_seq_len - args.prompt
+    new_tokens = args.new_tokens or args.max_seq_len - args.prompt
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.runtimes:

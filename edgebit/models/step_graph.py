@@ -117,8 +117,14 @@ def step_graph(model, max_seq_len: int) -> StepGraph:
     return family_of(model).step_graph(model, max_seq_len)
 
 
-def token_dim(max_seq_len: int):
-    """The symbolic token count every step graph shares."""
+# The most tokens a device runner passes to one step: it prefills (and computes a prompt's logits) in steps of at
+# most this many (runtimes/runner_driver.h kPrefillChunk, the same value). A program whose memory is planned for its
+# largest shapes (ExecuTorch) is planned for this many tokens, not for the whole context.
+TOKENS_PER_STEP = 64
+
+
+def token_dim(max_seq_len: int, most: int | None = None):
+    """The symbolic token count every step graph shares: 1 to ``most`` (default ``max_seq_len``) tokens."""
     from torch.export import Dim
 
-    return Dim("tokens", min=1, max=max_seq_len)
+    return Dim("tokens", min=1, max=min(max_seq_len, most or max_seq_len))

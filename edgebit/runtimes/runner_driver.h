@@ -9,7 +9,8 @@
 //
 // and its main() returns edgebit::RunnerMain<Model>(argc, argv, "edgebit-runner (RUNTIME)").
 //
-//   edgebit-runner DIR logits IDS.npy OUT.npy       int64 [B, T] -> float32 [B, T, V] (one prefill per row)
+//   edgebit-runner DIR logits IDS.npy OUT.npy       int64 [B, T] -> float32 [B, T, V] (each row prefilled in chunks
+//       of kPrefillChunk tokens)
 //   edgebit-runner DIR generate IDS.npy N OUT.npy [OPTIONS]
 //       prefill the prompt [1, T] (in chunks of kPrefillChunk tokens), then up to N-1 decode steps -> int64 [1, n],
 //       n <= N (stops after --eos)
@@ -501,6 +502,12 @@ inline long long PeakResidentBytes() {
   return static_cast<long long>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
+// generate prefills a prompt, and logits computes a prompt's logits, in steps of at most this many tokens (every
+// step form continues from a position), so activations and logits ([chunk, V] floats: 33 MB at a 128K vocabulary)
+// stay small whatever the prompt's length. edgebit.models.step_graph.TOKENS_PER_STEP is the same value: ExecuTorch
+// programs are planned for steps of that many tokens.
+constexpr int64_t kPrefillChunk = 64;
+
 template <class Model>
 int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& out_path) {
   Array ids = ReadIds(in_path, conf);
@@ -512,9 +519,12 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
   for (int64_t b = 0; b < batch; ++b) {
     model.ResetState();
     const std::vector<int64_t> tokens = Tokens(ids, b);
-    const float* p = model.Step(tokens.data(), length, 0, &vocab);
-    CheckVocab(vocab, conf);
-    logits.insert(logits.end(), p, p + length * vocab);
+    for (int64_t done = 0; done < length; done += kPrefillChunk) {  // as generate prefills
+      const int64_t chunk = std::min(kPrefillChunk, length - done);
+      const float* p = model.Step(tokens.data() + done, chunk, done, &vocab);
+      CheckVocab(vocab, conf);
+      logits.insert(logits.end(), p, p + chunk * vocab);
+    }
   }
   double seconds = Seconds(start);
   WriteNpy(out_path, "<f4", {batch, length, vocab}, logits.data(), logits.size() * sizeof(float));
@@ -523,9 +533,6 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
   return 0;
 }
 
-// generate prefills a prompt in steps of at most this many tokens (every step form continues from a position), so
-// its activations and logits ([chunk, V] floats: 33 MB at a 128K vocabulary) stay small whatever the prompt's length.
-constexpr int64_t kPrefillChunk = 64;
 
 template <class Model>
 int Generate(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& count_text,

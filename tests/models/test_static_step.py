@@ -54,3 +54,22 @@ def test_buffer_cache_step_matches_the_eager_model_and_restarts_at_position_zero
     caches = [buffer for name, buffer in step.named_buffers() if "_cache_" in name]
     assert len(caches) == 2 * model.config.num_hidden_layers
     assert all(cache[:, :, :12].any() and not cache[:, :, 12:].any() for cache in caches)
+
+
+def test_llm_runner_program_takes_a_runner_chunk_per_call(tmp_path):
+    """The ExecuTorch program's token count is bounded by the device runners' prefill chunk (its memory is planned
+    for the largest call), and its metadata says so: get_max_seq_len is tokens per call, get_max_context_len the
+    cache."""
+    import re
+    from pathlib import Path
+
+    from edgebit.models.bitnet.step import bitnet_llm_step_graph
+    from edgebit.models.step_graph import TOKENS_PER_STEP
+
+    header = (Path(edgebit.__file__).parent / "runtimes" / "runner_driver.h").read_text()
+    assert int(re.search(r"kPrefillChunk = (\d+);", header).group(1)) == TOKENS_PER_STEP
+    model = edgebit.load(write_packed(tmp_path / "ckpt", TinyShape(), "bitlinear"))
+    for context, per_call in ((4096, TOKENS_PER_STEP), (32, 32)):
+        graph = bitnet_llm_step_graph(model, context)
+        assert graph.dynamic_shapes[0][1].max == per_call
+        assert (graph.metadata["get_max_seq_len"], graph.metadata["get_max_context_len"]) == (per_call, context)

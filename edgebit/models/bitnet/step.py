@@ -25,7 +25,7 @@ from torch import nn
 
 from edgebit.models.bitnet.model import BitNetForCausalLM, apply_rope
 from edgebit.models.head import output_logits
-from edgebit.models.step_graph import StepGraph, token_dim
+from edgebit.models.step_graph import TOKENS_PER_STEP, StepGraph, token_dim
 from edgebit_ops.grouped_attention import GroupedAttention, attention_over_slots
 from torch.export import Dim
 
@@ -140,10 +140,15 @@ def bitnet_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:
 
 def bitnet_llm_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:
     """``forward(tokens, input_pos) -> logits`` with the caches inside (:class:`BufferCacheStep`), and the metadata
-    methods ExecuTorch's LLM runner reads from a program (``extension/llm/runner/constants.h``)."""
+    methods ExecuTorch's LLM runner reads from a program (``extension/llm/runner/constants.h``). A call takes at most
+    TOKENS_PER_STEP tokens (that runner's ``get_max_seq_len``: it prefills longer prompts in such chunks, as
+    edgebit's runner does); the cache holds ``max_seq_len`` (``get_max_context_len``). ExecuTorch plans a program's
+    memory for its largest shapes: with T up to the whole context, a 4096-token 2B-4T program planned 5.4 GB of
+    activations ([T, vocab] logits, [H, T, T] scores) and its runner peaked at 7.4 GB."""
     config = model.config
     eos = config.eos_token_id
-    metadata = {"get_max_seq_len": max_seq_len, "get_max_context_len": max_seq_len,
+    tokens_per_step = min(max_seq_len, TOKENS_PER_STEP)
+    metadata = {"get_max_seq_len": tokens_per_step, "get_max_context_len": max_seq_len,
                 "get_vocab_size": config.vocab_size, "get_n_layers": config.num_hidden_layers,
                 "use_kv_cache": True, "use_sdpa_with_kv_cache": False, "enable_dynamic_shape": True}
     if config.bos_token_id is not None:
@@ -152,4 +157,5 @@ def bitnet_llm_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGra
         metadata["get_eos_ids"] = list(eos) if isinstance(eos, (list, tuple)) else [eos]
     step = BufferCacheStep(model, max_seq_len).eval()
     return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, dtype=torch.long)),
-                     ({1: token_dim(max_seq_len)}, None), [], [], True, max_seq_len, config.vocab_size, metadata)
+                     ({1: token_dim(max_seq_len, tokens_per_step)}, None), [], [], True, max_seq_len, config.vocab_size,
+                     metadata)

@@ -14,7 +14,9 @@ is copied in or out), and constant methods with the metadata that runner reads (
 edgebit's operators (``edgebit::ternary_linear``, ``binary_linear``, ``selective_scan``) stay in the program as
 out-variant custom ops with their packed uint8 weights as constants, executed by the C++ kernels in
 ``ops/*/executorch_adapter.cpp``. One ``forward`` method serves prefill (T tokens) and decode (T = 1): its inputs are
-read from the caller's buffers (T <= max_seq_len); the outputs are memory-planned for T = max_seq_len.
+read from the caller's buffers; the outputs are memory-planned for the largest T the program allows: the LLM-runner
+form takes at most ``TOKENS_PER_STEP`` tokens a call (edgebit.models.step_graph; both runners prefill in such chunks),
+the explicit-state form up to max_seq_len.
 
 The float32 output head: with tied embeddings (BitNet 2B-4T, Bi-Mamba) it stays an ``aten.linear`` node run by
 ExecuTorch's optimized CPU kernel, so the embedding table is stored once and serves both the lookup and the head.
