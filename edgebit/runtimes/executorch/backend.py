@@ -26,6 +26,7 @@ table) at about twice the head's decode speed. Untied heads have nothing to shar
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import torch
 
 from edgebit.bundle.layout import MODEL_CONF, RUNNER
 from edgebit.errors import EdgebitError
-from edgebit.models.step_graph import StepGraph, step_graph
+from edgebit.models.step_graph import TOKENS_PER_STEP, StepGraph, step_graph, token_dim
 from edgebit.runtimes.base import Runtime
 from edgebit.runtimes.executorch import build as executorch_build
 from edgebit.targets import Target
@@ -89,7 +90,12 @@ def program_step_graph(model: torch.nn.Module, max_seq_len: int) -> StepGraph:
     from edgebit.models import family_of
 
     llm_step_graph = family_of(model).llm_step_graph
-    return llm_step_graph(model, max_seq_len) if llm_step_graph else step_graph(model, max_seq_len)
+    if llm_step_graph:
+        return llm_step_graph(model, max_seq_len)  # bounds its token count itself (and says so in its metadata)
+    # ExecuTorch plans memory for the largest call: at most a runner's prefill chunk, not the whole context
+    graph = step_graph(model, max_seq_len)
+    _, *states = graph.dynamic_shapes  # the tokens' dimension first, as every family's step graph has it
+    return dataclasses.replace(graph, dynamic_shapes=({1: token_dim(max_seq_len, TOKENS_PER_STEP)}, *states))
 
 
 def export_program(model: torch.nn.Module, max_seq_len: int) -> tuple[bytes, StepGraph]:
