@@ -9,7 +9,7 @@ compiled through edgebit's TVM path for this host (binary GEMV, selective scan),
 BitNet. llama.cpp (arch `mamba2`, its `llama-bench`): the same model with W_hat = alpha * sign(W) + beta written
 at Q4_0 and at Q8_0 with the `gguf` package (what its users would pick for a 2.7B model), the tied embedding at Q8_0
 in both files (8.5 bits, against edgebit's int8 head), conv / SSM parameters and norms in F32.
-Written GGUFs are cached under $EDGEBIT_CACHE/peers/gguf (the weights come from a fixed seed).
+Written GGUFs are cached under $EDGEBIT_CACHE/peers/gguf (4.4 GB at 64 layers; the weights come from a fixed seed).
 """
 
 from __future__ import annotations
