@@ -78,6 +78,12 @@ def head_modules(model: nn.Module) -> tuple[str, str | None]:
     return embedding, ("lm_head" if getattr(model, "lm_head", None) is not None else None)
 
 
+def table_params(table: nn.Module) -> int:
+    """Weights of an embedding / head table, full precision or a QuantizedTable (its codes are padded: count the
+    logical vocab x hidden)."""
+    return table.weight.numel() if hasattr(table, "weight") else table.num_embeddings * table.in_features
+
+
 def head_precision(model: nn.Module) -> str:
     embedding, head = head_modules(model)
     table = getattr(model, head or embedding)

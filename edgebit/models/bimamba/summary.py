@@ -5,6 +5,7 @@ size (as edgebit stores the model).
 from __future__ import annotations
 
 from edgebit.models.bimamba.model import BiMambaForCausalLM
+from edgebit.models.head import table_params
 
 FP16_BYTES = 2
 
@@ -14,10 +15,11 @@ def summarize(model: BiMambaForCausalLM) -> dict:
     binary = model.binary_layers()
     binary_params = sum(m.in_features * m.out_features for m in binary.values())
     binary_bytes = sum(m.out_features * -(-m.in_features // 8) + 2 * 4 * m.in_features for m in binary.values())
-    embedding_params = model.embeddings.weight.numel()
-    head_params = 0 if model.lm_head is None else model.lm_head.weight.numel()
+    embedding_params = table_params(model.embeddings)
+    head_params = 0 if model.lm_head is None else table_params(model.lm_head)
     skip = {f"{name}.{p}" for name in binary for p in ("w_signs", "alpha", "beta", "weight")}
-    other_params = sum(p.numel() for n, p in model.state_dict().items() if n not in skip) - embedding_params - head_params
+    other_params = sum(p.numel() for n, p in model.state_dict().items()
+                       if n not in skip and n.split(".")[0] not in ("embeddings", "lm_head"))
     full_bytes = (embedding_params + head_params) * FP16_BYTES + other_params * 4
     total_params = binary_params + embedding_params + head_params + other_params
     packed_bytes = binary_bytes + full_bytes

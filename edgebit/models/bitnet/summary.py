@@ -5,15 +5,11 @@ size (as edgebit stores the model).
 from __future__ import annotations
 
 from edgebit.models.bitnet.model import BitNetForCausalLM
+from edgebit.models.head import table_params
 from edgebit.quant.packing import planar_columns
 
 FP16_BYTES = 2
 SCALE_BYTES = 4  # one float32 scale per ternary tensor
-
-
-def _table_params(table) -> int:
-    """Weights of the embedding / head, whether full precision or already an int8 table (export --head int8)."""
-    return table.weight.numel() if hasattr(table, "weight") else table.num_embeddings * table.in_features
 
 
 def summarize(model: BitNetForCausalLM) -> dict:
@@ -21,8 +17,8 @@ def summarize(model: BitNetForCausalLM) -> dict:
     ternary = model.ternary_layers()
     ternary_params = sum(m.in_features * m.out_features for m in ternary.values())
     ternary_bytes = sum(m.out_features * planar_columns(m.in_features) + SCALE_BYTES for m in ternary.values())
-    embedding_params = _table_params(model.embed_tokens)
-    head_params = 0 if model.lm_head is None else _table_params(model.lm_head)
+    embedding_params = table_params(model.embed_tokens)
+    head_params = 0 if model.lm_head is None else table_params(model.lm_head)
     other_params = sum(p.numel() for n, p in model.state_dict().items()
                        if n.rsplit(".", 1)[0] not in ternary and n.split(".")[0] not in ("embed_tokens", "lm_head"))
     full_bytes = (embedding_params + head_params) * FP16_BYTES + other_params * 4
