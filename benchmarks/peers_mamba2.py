@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import build_peer, cache_root, llama_bench, log, read_bandwidth  # noqa: E402
+from ternary_gemv import head_bytes  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 BIMAMBA_2B7 = dict(vocab_size=32000, hidden_size=2560, num_heads=80, head_dim=64, state_size=128, expand=2,
@@ -161,11 +162,13 @@ def edgebit_worker(work: Path, prompt: int, gen: int) -> dict:
 
 
 def edgebit_rows(model, threads_list, prompt: int, gen: int) -> list[dict]:
-    from edgebit.models.head import set_head_precision
+    """``model`` (its head at the precision it runs with) compiled for this host and timed at each thread count."""
+    from edgebit.models import summarize
     from edgebit.runtimes.tvm.backend import compile_model
     from edgebit.toolchain.host_cpu import native_host_target
 
-    set_head_precision(model, "int8")
+    # what one decode step reads: packed signs with alpha / beta, and the head
+    bytes_per_token = summarize(model)["packed_bytes"]["binary"] + head_bytes(model)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -178,17 +181,8 @@ def edgebit_rows(model, threads_list, prompt: int, gen: int) -> list[dict]:
             out = subprocess.run([sys.executable, __file__, "--worker", str(work), "--prompt", str(prompt),
                                   "--gen", str(gen)], capture_output=True, text=True, env=env, check=True).stdout
             rows.append({"engine": "edgebit", "weights": "binary 1-bit + int8 head (TVM)", "threads": threads,
-                         **json.loads(out.strip().splitlines()[-1])})
+                         "bytes_per_token": bytes_per_token, **json.loads(out.strip().splitlines()[-1])})
     return rows
-
-
-def model_bytes(model) -> int:
-    """What one edgebit decode step reads: packed signs, alpha / beta and the int8 head."""
-    total = 0
-    for layer in model.binary_layers().values():
-        total += layer.w_signs.numel() + (layer.alpha.numel() + layer.beta.numel()) * 4
-    table = model.embeddings
-    return total + table.w_codes.numel() + table.w_scale.numel() * 4
 
 
 def main() -> int:
@@ -203,23 +197,23 @@ def main() -> int:
     if args.worker:
         print(json.dumps(edgebit_worker(args.worker, args.prompt, args.gen)))
         return 0
+    from edgebit.models.head import set_head_precision
+
     cache_root().mkdir(parents=True, exist_ok=True)
     build_peer("llama.cpp")
     model = random_bimamba_model(args.layers)
-    files = peer_files(model, args.layers)
+    files = peer_files(model, args.layers)  # W_hat and the embedding in full precision, quantized by gguf
     load = os.getloadavg()[0]
     bandwidth = {t: read_bandwidth(t) for t in args.threads}
+    set_head_precision(model, "int8")  # export's default head, after the GGUFs took the fp32 table
     rows = edgebit_rows(model, args.threads, args.prompt, args.gen)
-    edgebit_bytes = model_bytes(model)
     del model
     for weight_type, path in files.items():
         for threads in args.threads:
             measured = llama_bench("llama.cpp", path, threads, args.prompt, args.gen, 0)
+            # a step reads every tensor of the file (the norms and SSM parameters are a small part of it)
             rows.append({"engine": "llama.cpp", "weights": f"{weight_type} + Q8_0 head", "threads": threads,
-                         **measured})
-    for row in rows:
-        row["bytes_per_token"] = edgebit_bytes if row["engine"] == "edgebit" else os.path.getsize(
-            files[row["weights"].split()[0]])
+                         "bytes_per_token": os.path.getsize(path), **measured})
     if args.json:
         print(json.dumps({"shape": {**BIMAMBA_2B7, "num_hidden_layers": args.layers}, "prompt": args.prompt,
                           "gen": args.gen, "load_average": load, "read_bandwidth_GB_per_s": bandwidth,

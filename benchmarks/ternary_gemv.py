@@ -149,10 +149,14 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
 
 
 def head_bytes(model) -> int:
-    """Bytes of the output head (tied embedding) one decode step reads, at the model's head precision."""
+    """Bytes of the output head (or the tied embedding serving as one) one decode step reads, at the model's head
+    precision; any family."""
+    from edgebit.models.head import head_modules
+
+    embedding, head = head_modules(model)
+    table = getattr(model, head or embedding)
     return sum(t.numel() * t.element_size() for t in (
-        [model.embed_tokens.w_codes, model.embed_tokens.w_scale] if hasattr(model.embed_tokens, "w_codes")
-        else [model.embed_tokens.weight]))
+        [table.w_codes, table.w_scale] if hasattr(table, "w_codes") else [table.weight]))
 
 
 def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8", depths: tuple[int, ...] = (0,),

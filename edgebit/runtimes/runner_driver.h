@@ -533,7 +533,6 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
   return 0;
 }
 
-
 template <class Model>
 int Generate(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& count_text,
              const std::string& out_path, const std::vector<std::string>& option_args) {
