@@ -322,7 +322,7 @@ def export(model: str = ModelArg, target: str = typer.Option(..., "--target", "-
                                                      "at most 4096"),
            runtime: list[str] = typer.Option(["tvm"], "--runtime", "-r", help=f"{runtimes_help()} (repeatable)"),
            head: str = typer.Option(HEAD_PRECISIONS[0], "--head", help="precision of the output head and tied "
-                                    f"embedding: {' | '.join(HEAD_PRECISIONS)} (int8: 4x fewer bytes per token, "
+                                    f"embedding: {' | '.join(HEAD_PRECISIONS)} (int8: 4x fewer bytes per token than fp32, q4: 7x, "
                                     "perplexity cost recorded in the manifest)"),
            kv_cache: str = typer.Option(KV_CACHE_PRECISIONS[0], "--kv-cache", help="precision of the KV cache on "
                                         f"the device: {' | '.join(KV_CACHE_PRECISIONS)} (fp16: half the memory and "
@@ -518,15 +518,18 @@ def _host_text_perplexity(model: str, record, windows, allow_pickle: bool) -> fl
 def head_sizes(model) -> dict:
     """The output head's shape and what it (with an untied embedding) stores at each export --head precision."""
     from edgebit.models.head import head_modules
-    from edgebit_ops.int8_matmul import block_size_for
+    from edgebit_ops import int8_matmul, q4_matmul
 
     embedding, untied = head_modules(model)
     rows, columns = getattr(model, embedding).weight.shape
     tables = 1 if untied is None else 2
-    block = block_size_for(columns)
+    block = int8_matmul.block_size_for(columns)
     padded = -(-columns // block) * block
+    q4_blocks = -(-columns // q4_matmul.block_size_for(columns))
+    q4_row = q4_blocks * q4_matmul.block_size_for(columns) // 2 + 4 * q4_blocks  # codes + a float32 scale a block
     return {"rows": rows, "columns": columns, "tied": untied is None,
-            "bytes": {"fp32": tables * rows * columns * 4, "int8": tables * rows * (padded + 4)}}
+            "bytes": {"fp32": tables * rows * columns * 4, "int8": tables * rows * (padded + 4),
+                      "q4": tables * rows * q4_row}}
 
 
 def _check_precisions(head: str, kv_cache: str) -> None:

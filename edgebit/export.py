@@ -30,8 +30,9 @@ from edgebit.targets import Target
 # position limit (Mamba-2) get this.
 MAX_DEFAULT_SEQ_LEN = 4096
 # Precisions of the output head and tied embedding (edgebit.models.head); the first is the default: int8 reads 4x
-# fewer bytes per token than fp32 (benchmarks/ternary_gemv.py) for +-0.03 % held-out perplexity on both demo models.
-HEAD_PRECISIONS = ("int8", "fp32")
+# fewer bytes per token than fp32 (benchmarks/ternary_gemv.py) for +-0.03 % held-out perplexity on both demo models;
+# q4 (4.5 bits a weight) reads 1.9x fewer than int8 for +0.2-0.9 %, the user's choice where decode speed comes first.
+HEAD_PRECISIONS = ("int8", "q4", "fp32")
 # Precisions of a transformer's KV cache on the device (edgebit.models.kv_cache); the first is the default: fp16 halves
 # the cache's memory and the bytes a step at depth reads for ~0.02 % held-out perplexity on the BitNet demo.
 KV_CACHE_PRECISIONS = ("fp16", "fp32")

@@ -11,7 +11,7 @@ include each other from this folder (``-I`` it): ``#include "ternary_matmul/kern
 from pathlib import Path
 
 OPS_ROOT = Path(__file__).parent
-KERNEL_OPS = ("ternary_matmul", "binary_matmul", "selective_scan", "int8_matmul")
+KERNEL_OPS = ("ternary_matmul", "binary_matmul", "selective_scan", "int8_matmul", "q4_matmul")
 
 
 def kernel_headers() -> list[Path]:

@@ -52,7 +52,7 @@ class ModelRecord:
     config: dict
     max_seq_len: int
     layout: str | None = None
-    # {"precision": "fp32" | "int8", "reference_perplexity": {"fp32": ..., "int8": ...}} (edgebit.models.head)
+    # {"precision": "fp32" | "int8" | "q4", "reference_perplexity": {"fp32": ..., "<precision>": ...}} (edgebit.models.head)
     head: dict = field(default_factory=lambda: {"precision": "fp32"})
     # {"precision": "fp16" | "fp32", "reference_perplexity": {...}} (edgebit.models.kv_cache); None: no KV cache, or
     # a bundle from before the choice existed (float32)

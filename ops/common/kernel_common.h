@@ -91,4 +91,25 @@ inline float QuantizeAbsmaxInt8(const float* x, int64_t k, int64_t padded, int8_
   return s;
 }
 
+// The quantized heads' activations, one token (ops/int8_matmul and ops/q4_matmul SPEC steps 1-2): per block of
+// `block` columns d = absmax / 127 and q = clamp(round_half_even(x * 127 / absmax), -127, 127) (zeros where absmax is
+// 0), columns from k to padded taken as 0. Writes q [padded], d [blocks] and sums [blocks] (each block's sum of q).
+inline void QuantizeInt8Blocks(const float* x, int64_t k, int64_t padded, int64_t block, int8_t* q, float* d,
+                               int32_t* sums) {
+  for (int64_t start = 0, b = 0; start < padded; start += block, ++b) {
+    const int64_t end = std::min(start + block, k);
+    float absmax = 0.0f;
+    for (int64_t i = start; i < end; ++i) absmax = std::max(absmax, std::fabs(x[i]));
+    d[b] = absmax / 127.0f;
+    const float inverse = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+    int32_t sum = 0;
+    for (int64_t i = start; i < start + block; ++i) {
+      const float v = i < end ? std::nearbyint(x[i] * inverse) : 0.0f;  // ties to even
+      q[i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
+      sum += q[i];
+    }
+    sums[b] = sum;
+  }
+}
+
 }  // namespace edgebit_kernels

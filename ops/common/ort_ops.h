@@ -24,6 +24,7 @@ const OrtCustomOp* TernaryMatMulOp();
 const OrtCustomOp* BinaryMatMulOp();
 const OrtCustomOp* SelectiveScanOp();
 const OrtCustomOp* Int8MatMulOp();
+const OrtCustomOp* Q4MatMulOp();
 
 // Runs `body`, converting any exception into an OrtStatus (nullptr on success); exceptions must not cross the C ABI.
 template <class Body>

@@ -1,6 +1,6 @@
 // Entry point of libedgebit_ort_ops.so: ONNX Runtime calls RegisterCustomOps when an application registers the
 // library (SessionOptions.register_custom_ops_library in Python, RegisterCustomOpsLibrary in C/C++). It adds the
-// "edgebit" domain with TernaryMatMul, BinaryMatMul, SelectiveScan and Int8MatMul to the session options.
+// "edgebit" domain with TernaryMatMul, BinaryMatMul, SelectiveScan, Int8MatMul and Q4MatMul to the session options.
 
 #include <mutex>
 
@@ -18,7 +18,8 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   std::call_once(once, [&] {
     if ((failure = api->CreateCustomOpDomain(edgebit_ort::kDomain, &domain)) != nullptr) return;
     for (const OrtCustomOp* op : {edgebit_ort::TernaryMatMulOp(), edgebit_ort::BinaryMatMulOp(),
-                                  edgebit_ort::SelectiveScanOp(), edgebit_ort::Int8MatMulOp()})
+                                  edgebit_ort::SelectiveScanOp(), edgebit_ort::Int8MatMulOp(),
+                                  edgebit_ort::Q4MatMulOp()})
       if ((failure = api->CustomOpDomain_Add(domain, op)) != nullptr) return;
   });
   if (failure != nullptr)

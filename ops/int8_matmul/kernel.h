@@ -136,21 +136,10 @@ inline Problem MakeProblem(const Dims& x, const Dims& w, const float* xs, const 
 
 // SPEC steps 1-2 for one token: q [padded] and d [blocks]; returns 128 * sum_b d[b] * sum(q in b).
 inline float QuantizeBlocks(const float* x, int64_t k, int64_t padded, int64_t block, int8_t* q, float* d) {
+  std::vector<int32_t> sums(static_cast<size_t>(padded / block));
+  QuantizeInt8Blocks(x, k, padded, block, q, d, sums.data());
   float correction = 0.0f;
-  for (int64_t start = 0, b = 0; start < padded; start += block, ++b) {
-    const int64_t end = std::min(start + block, k);
-    float absmax = 0.0f;
-    for (int64_t i = start; i < end; ++i) absmax = std::max(absmax, std::fabs(x[i]));
-    d[b] = absmax / 127.0f;
-    const float inverse = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-    int32_t sum = 0;
-    for (int64_t i = start; i < start + block; ++i) {
-      const float v = i < end ? std::nearbyint(x[i] * inverse) : 0.0f;  // ties to even
-      q[i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
-      sum += q[i];
-    }
-    correction += static_cast<float>(sum * kZeroPoint) * d[b];
-  }
+  for (size_t b = 0; b < sums.size(); ++b) correction += static_cast<float>(sums[b] * kZeroPoint) * d[b];
   return correction;
 }
 

@@ -115,11 +115,21 @@ def _schemas() -> list[onnx.defs.OpSchema]:
         outputs=[Param("y", "T", "[..., N]")], type_constraints=[floats, bytes_],
         attributes=[in_features, Attr("block_size", onnx.defs.OpSchema.AttrType.INT, "activation block B",
                                       required=True)])
+    q4 = onnx.defs.OpSchema(
+        "Q4MatMul", DOMAIN, DOMAIN_VERSION,
+        "4-bit output head: two codes w + 8 a byte, one scale per block of a row, x activations quantized to int8 per "
+        "block (ops/q4_matmul/SPEC.md).",
+        inputs=[Param("x", "T", "activations [..., K]"), Param("w_codes", "U8", "4-bit codes w + 8 [N, Kp / 2]"),
+                Param("w_scale", "T", "per-block scale [N, Kp / B]")],
+        outputs=[Param("y", "T", "[..., N]")], type_constraints=[floats, bytes_],
+        attributes=[in_features, Attr("block_size", onnx.defs.OpSchema.AttrType.INT, "weight and activation block B",
+                                      required=True)])
     ternary.set_type_and_shape_inference_function(_matmul_inference(4))
     binary.set_type_and_shape_inference_function(_matmul_inference(8))
     scan.set_type_and_shape_inference_function(_scan_inference)
     int8.set_type_and_shape_inference_function(_matmul_inference(1))
-    return [ternary, binary, scan, int8]
+    q4.set_type_and_shape_inference_function(_matmul_inference(2))
+    return [ternary, binary, scan, int8, q4]
 
 
 def register_schemas() -> None:
@@ -154,6 +164,11 @@ def _int8_node(x: FLOAT, w_codes: UINT8, w_scale: FLOAT, in_features: int, block
     return EDGEBIT.Int8MatMul(x, w_codes, w_scale, in_features=in_features, block_size=block_size)
 
 
+@onnxscript.script(EDGEBIT)
+def _q4_node(x: FLOAT, w_codes: UINT8, w_scale: FLOAT, in_features: int, block_size: int) -> FLOAT:
+    return EDGEBIT.Q4MatMul(x, w_codes, w_scale, in_features=in_features, block_size=block_size)
+
+
 @onnxscript.script()
 def _linear_gemm(x: FLOAT, weight: FLOAT) -> FLOAT:
     """``x @ weight^T`` as Gemm(transB=1): torchlib's MatMul(x, Transpose(weight)) lets the optimizer store a
@@ -170,7 +185,8 @@ def translation_table(form: str) -> dict:
         table.update({torch.ops.edgebit.ternary_linear.default: _ternary_node,
                       torch.ops.edgebit.binary_linear.default: _binary_node,
                       torch.ops.edgebit.selective_scan.default: _scan_node,
-                      torch.ops.edgebit.int8_linear.default: _int8_node})
+                      torch.ops.edgebit.int8_linear.default: _int8_node,
+                      torch.ops.edgebit.q4_linear.default: _q4_node})
     return table
 
 
@@ -279,28 +295,51 @@ class PortableBinaryLinear(nn.Module):
 
 
 class PortableQuantizedTable(nn.Module):
-    """The int8 head and embedding table (edgebit.models.head.QuantizedTable) for stock ONNX Runtime: the codes as
-    MatMulNBits' bits=8 blob (code = w + 128 is its default zero point; the row scale repeated per block), which
-    computes ``edgebit::int8_linear`` in ORT's int8 path (accuracy_level 4: activations quantized per block as the
-    spec's steps 1-2); the embedding gathers rows of the same blob, so the table is stored once."""
+    """A quantized head and embedding table (edgebit.models.head.QuantizedTable) for stock ONNX Runtime, as one
+    MatMulNBits blob that the embedding gathers rows of too, so the table is stored once:
+
+    * int8: bits = 8, code = w + 128 (its default zero point), the row scale repeated per block;
+    * q4: bits = 4, code = w + 8 (its default zero point), the block scales as they are; MatMulNBits packs elements
+      2i and 2i + 1 of a block into byte i, so the export reorders the nibbles of the SPEC's layout.
+
+    Both compute the edgebit operator in ORT's int8 path (accuracy_level 4: activations quantized per block as the
+    specs' steps 1-2)."""
 
     def __init__(self, table):
         super().__init__()
-        self.in_features, self.block_size = table.in_features, table.block_size
-        self.out_features, self.padded = table.w_codes.shape
-        self.register_buffer("codes", table.w_codes.reshape(self.out_features, -1, self.block_size).clone())
-        self.register_buffer("w_scale", table.w_scale.clone())
-        self.register_buffer("block_scales", table.w_scale[:, None].expand(-1, self.padded // self.block_size)
-                             .reshape(-1).clone())
+        self.in_features, self.block_size, self.bits = table.in_features, table.block_size, table.bits
+        self.out_features = table.w_codes.shape[0]
+        self.padded = table.w_codes.shape[1] * 8 // self.bits
+        blocks = self.padded // self.block_size
+        if self.bits == 8:
+            self.register_buffer("codes", table.w_codes.reshape(self.out_features, blocks, self.block_size).clone())
+            self.register_buffer("w_scale", table.w_scale.clone())
+            scales = table.w_scale[:, None].expand(-1, blocks)
+        else:
+            half = self.block_size // 2
+            nibbles = table.w_codes.reshape(self.out_features, blocks, half)
+            ordered = torch.cat([nibbles & 15, nibbles >> 4], dim=-1)  # the block's codes in order
+            pairs = ordered.reshape(self.out_features, blocks, half, 2)
+            self.register_buffer("codes", (pairs[..., 0] | (pairs[..., 1] << 4)).contiguous())
+            self.register_buffer("w_scale", table.w_scale.clone())
+            scales = table.w_scale
+        self.register_buffer("block_scales", scales.reshape(-1).clone())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # One Gather on the blob itself: a reshaped initializer, or the transpose torchlib puts before GatherND for
         # ``codes[ids]``, would be constant-folded into a second copy of the table
-        rows = torch.index_select(self.codes, 0, ids.reshape(-1)).reshape(*ids.shape, self.padded)[..., :self.in_features]
-        return (rows.to(torch.int32) - 128).float() * F.embedding(ids, self.w_scale[:, None])
+        rows = torch.index_select(self.codes, 0, ids.reshape(-1))
+        if self.bits == 8:
+            rows = rows.reshape(*ids.shape, self.padded)[..., :self.in_features]
+            return (rows.to(torch.int32) - 128).float() * F.embedding(ids, self.w_scale[:, None])
+        codes = rows.float()  # [tokens, blocks, B / 2]: unpacked with float arithmetic, as QuantizedTable does
+        high = torch.floor(codes / 16.0)
+        weights = torch.stack([codes - 16.0 * high, high], dim=-1).flatten(-2) - 8.0  # [tokens, blocks, B]
+        scaled = weights * self.w_scale.index_select(0, ids.reshape(-1))[..., None]
+        return scaled.reshape(*ids.shape, self.padded)[..., :self.in_features]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        attributes = {"K": self.padded, "N": self.out_features, "bits": 8, "block_size": self.block_size,
+        attributes = {"K": self.padded, "N": self.out_features, "bits": self.bits, "block_size": self.block_size,
                       "accuracy_level": 4}
         x = F.pad(hidden, (0, self.padded - self.in_features)) if self.padded != self.in_features else hidden
         return torch.onnx.ops.symbolic("com.microsoft::MatMulNBits", (x, self.codes, self.block_scales),

@@ -75,6 +75,7 @@ def _converters(target: Target, extern: ExternKernels):
     from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_kernel
     from edgebit_ops.grouped_attention import tvm_kernel as attention_kernels
     from edgebit_ops.int8_matmul import tvm_kernel as int8_kernels
+    from edgebit_ops.q4_matmul import tvm_kernel as q4_kernels
     from edgebit_ops.selective_scan.tvm_kernel import selective_scan_kernel
     from edgebit_ops.ternary_matmul import tvm_kernel as ternary_kernels
     from edgebit_ops.ternary_matmul.tvm_kernel import dot_isa, dot_product_kernel, ternary_linear_te
@@ -117,22 +118,32 @@ def _converters(target: Target, extern: ExternKernels):
                                              relax.TensorType([rows, out_features], "float32")))
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
-    def convert_int8(node, importer):
-        x, w_codes, w_scale, in_features, block = importer.retrieve_args(node)
-        builder = importer.block_builder
-        leading = list(x.ty.shape)[:-1]
-        out_features, padded = (int(v) for v in w_codes.ty.shape)
-        x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
-        name = f"int8_linear_{out_features}x{in_features}"
-        if runs_cpp_kernels(target):
-            extern.use(int8_kernels.EXTERN_SOURCE)
-            gv = builder.add_func(int8_kernels.int8_extern_kernel(out_features, in_features, padded, block, name), name)
-            y2 = builder.emit(relax.call_tir(gv, [x2, w_codes, w_scale],
-                                             relax.TensorType([x2.ty.shape[0], out_features], "float32")))
-        else:
-            y2 = builder.emit_te(int8_kernels.int8_linear_te, x2, w_codes, w_scale, in_features, block,
-                                 primfunc_name_hint=name)
-        return builder.emit(relax.op.reshape(y2, leading + [out_features]))
+    def head_converter(op_name, extern_source, extern_kernel, te_kernel, codes_per_byte):
+        """Converter of a quantized head operator (int8_linear, q4_linear): the C++ kernel where the target runs
+        them, else the tensor-expression kernel."""
+
+        def convert(node, importer):
+            x, w_codes, w_scale, in_features, block = importer.retrieve_args(node)
+            builder = importer.block_builder
+            leading = list(x.ty.shape)[:-1]
+            out_features, padded = int(w_codes.ty.shape[0]), int(w_codes.ty.shape[1]) * codes_per_byte
+            x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
+            name = f"{op_name}_{out_features}x{in_features}"
+            if runs_cpp_kernels(target):
+                extern.use(extern_source)
+                gv = builder.add_func(extern_kernel(out_features, in_features, padded, block, name), name)
+                y2 = builder.emit(relax.call_tir(gv, [x2, w_codes, w_scale],
+                                                 relax.TensorType([x2.ty.shape[0], out_features], "float32")))
+            else:
+                y2 = builder.emit_te(te_kernel, x2, w_codes, w_scale, in_features, block, primfunc_name_hint=name)
+            return builder.emit(relax.op.reshape(y2, leading + [out_features]))
+
+        return convert
+
+    convert_int8 = head_converter("int8_linear", int8_kernels.EXTERN_SOURCE, int8_kernels.int8_extern_kernel,
+                                  int8_kernels.int8_linear_te, 1)
+    convert_q4 = head_converter("q4_linear", q4_kernels.EXTERN_SOURCE, q4_kernels.q4_extern_kernel,
+                                q4_kernels.q4_linear_te, 2)
 
     def convert_attention(node, importer):
         q, prefix_k, prefix_v, new_k, new_v, positions = importer.retrieve_args(node)
@@ -172,7 +183,8 @@ def _converters(target: Target, extern: ExternKernels):
 
     return {"ternary_linear.default": convert, "linear.default": convert_linear,
             "binary_linear.default": convert_binary,
-            "int8_linear.default": convert_int8, "selective_scan.default": convert_scan,
+            "int8_linear.default": convert_int8, "q4_linear.default": convert_q4,
+            "selective_scan.default": convert_scan,
             "grouped_attention.default": convert_attention}
 
 
