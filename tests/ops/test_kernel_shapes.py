@@ -16,6 +16,7 @@ from edgebit.targets import resolve_target
 from edgebit.toolchain.host_cpu import host_tvm_cpu
 from edgebit_ops.binary_matmul import numpy_reference as binary_reference
 from edgebit_ops.int8_matmul import numpy_reference as int8_reference
+from edgebit_ops.q4_matmul import numpy_reference as q4_reference
 from edgebit_ops.ternary_matmul import numpy_reference as ternary_reference
 
 F32, U8 = TensorProto.FLOAT, TensorProto.UINT8
@@ -65,6 +66,12 @@ def scan_inputs(**override):
      {"in_features": 20, "block_size": 16}, r"w_scale must hold one value per row \(3\), has 1"),
     ("Int8MatMul", {"x": ones(2, 20), "w": ones(3, 32, dtype=np.uint8), "s": ones(3)},
      {"in_features": 20, "block_size": 24}, "block_size must be a power of two"),
+    ("Q4MatMul", {"x": ones(2, 20), "w": ones(3, 20, dtype=np.uint8), "s": ones(3, 1)},
+     {"in_features": 20, "block_size": 32}, r"w_codes \[3, 20\] must be \[N, 16\]"),
+    ("Q4MatMul", {"x": ones(2, 20), "w": ones(3, 16, dtype=np.uint8), "s": ones(3)},
+     {"in_features": 20, "block_size": 32}, r"w_scale \[3\] must be \[3, 1\]"),
+    ("Q4MatMul", {"x": ones(2, 20), "w": ones(3, 16, dtype=np.uint8), "s": ones(3, 1)},
+     {"in_features": 20, "block_size": 16}, "block_size must be 32, 64 or 128"),
     ("BinaryMatMul", {"x": ones(1, 16), "w": ones(4, 1, dtype=np.uint8), "a": ones(1, 16), "b": ones(1, 16)},
      {"in_features": 16}, r"w_signs \[4, 1\] must be \[N, Kq\] with 8 \* Kq >= in_features = 16"),
     ("BinaryMatMul", {"x": ones(1, 16), "w": ones(4, 2, dtype=np.uint8), "a": ones(1, 15), "b": ones(1, 16)},
@@ -120,6 +127,11 @@ def test_vnni_library_matches_the_spec(k, kq):
     (y,) = run_node(library, "Int8MatMul", {"x": x, "w": codes, "s": scale}, in_features=k, block_size=128)
     (reference,) = int8_reference.reference(x, codes, scale, k, 128)
     assert np.abs(y - reference).max() <= int8_reference.TOLERANCE * np.abs(reference).max()
+    codes, scale = q4_reference.quantize_rows(rng.standard_normal((n, k)).astype(np.float32), 64)
+    for tokens in (x, x[:1, :1]):  # the four-row VNNI groups (70 = 17 x 4 + 2) for six tokens and for one
+        (y,) = run_node(library, "Q4MatMul", {"x": tokens, "w": codes, "s": scale}, in_features=k, block_size=64)
+        (reference,) = q4_reference.reference(tokens, codes, scale, k, 64)
+        assert np.abs(y - reference).max() <= q4_reference.TOLERANCE * np.abs(reference).max()
 
 
 # ---- ExecuTorch: the same checks (the fake kernels check nothing, so such programs export) ----
@@ -156,6 +168,10 @@ def test_mismatched_shapes_are_executorch_errors(executorch_runtime):
     inputs = {name: torch.from_numpy(v) for name, v in scan_inputs(C=(1, 3, 2, 5)).items()}
     with pytest.raises(Exception):  # C [.., 5] against B [.., 6]
         run_exported(executorch_runtime, lambda *args: torch.ops.edgebit.selective_scan(*args), *inputs.values())
+    codes = torch.full((3, 16), 0x88, dtype=torch.uint8)
+    with pytest.raises(Exception):  # w_scale [3] where the 4-bit head has one scale per block: [3, 1]
+        run_exported(executorch_runtime, lambda x: torch.ops.edgebit.q4_linear(x, codes, torch.ones(3), 20, 32),
+                     torch.ones(2, 20))
     # the same calls with fitting shapes run
     (y,) = run_exported(executorch_runtime, lambda x: torch.ops.edgebit.ternary_linear(x, w, torch.ones(1), 8),
                         torch.ones(2, 8))
