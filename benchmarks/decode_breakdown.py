@@ -1,4 +1,4 @@
-"""Where one decode step's time and bytes go: the BitNet 2B-4T shape (random ternary weights, int8 head) compiled
+"""Where one decode step's time and bytes go: the BitNet 2B-4T shape (random ternary weights, --head int8 by default) compiled
 through edgebit's TVM path for this host, one token decoded at a given depth, each kernel the Relax VM calls timed.
 
     .venv/bin/python benchmarks/decode_breakdown.py [--layers 30] [--depth 128 2048] [--threads 1]
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ternary_gemv import head_bytes, random_ternary_model  # noqa: E402
 
-GROUPS = [("ternary GEMV", ("ternary_linear",)), ("output head", ("int8_linear", "dense_")),
+GROUPS = [("ternary GEMV", ("ternary_linear",)), ("output head", ("int8_linear", "q4_linear", "dense_")),
           ("attention", ("grouped_attention", "matmul", "softmax", "concatenate")), ("embedding", ("take",))]
 ELEMENTWISE = "norms, act. quantization, RoPE, elementwise"
 
@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--head", default="int8", choices=["int8", "q4", "fp32"], help="export --head")
     parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"], help="export --kv-cache")
     parser.add_argument("--tokens", type=int, default=1, help="tokens per step: 1 is decode, more a prefill chunk")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -108,7 +109,7 @@ def main() -> int:
     from edgebit.toolchain.host_cpu import native_host_target
     from peers import read_bandwidth
 
-    model = set_kv_cache_precision(set_head_precision(random_ternary_model(args.layers), "int8"), args.kv_cache)
+    model = set_kv_cache_precision(set_head_precision(random_ternary_model(args.layers), args.head), args.kv_cache)
     c = model.config
     ternary_bytes = summarize(model)["packed_bytes"]["ternary"]
     table_bytes = head_bytes(model)
@@ -136,7 +137,7 @@ def main() -> int:
     if args.json:
         print(json.dumps({"layers": args.layers, "load_average": os.getloadavg()[0], "rows": rows}, indent=2))
         return 0
-    print(f"BitNet 2B-4T shape, {args.layers} layers, int8 head, random ternary weights; load average "
+    print(f"BitNet 2B-4T shape, {args.layers} layers, {args.head} head, random ternary weights; load average "
           f"{os.getloadavg()[0]:.1f}; medians of {args.repeats}")
     for row in rows:
         step_ms = row["step_s"] * 1e3

@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ternary_gemv import BITNET_2B, model_table, random_ternary_model  # noqa: E402
 
+from edgebit.export import HEAD_PRECISIONS  # noqa: E402
+
 SDISTS = {"llama.cpp": ("llama-cpp-python", "0.3.36", "vendor/llama.cpp"),
           "ik_llama.cpp": ("ik-llama-cpp-python", "0.1.5", "vendor/ik_llama.cpp")}
 CMAKE_FLAGS = ["-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
@@ -283,7 +285,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--depth", type=int, nargs="+", default=[0],
                         help="tokens already in the KV cache when decoding starts (llama-bench -d)")
-    parser.add_argument("--head", default="int8", choices=["int8", "fp32"], help="edgebit's output head (export --head)")
+    parser.add_argument("--head", default="int8", choices=list(HEAD_PRECISIONS), help="edgebit's output head (export --head)")
     parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"],
                         help="edgebit's KV cache (export --kv-cache; both peers keep theirs in f16 by default)")
     parser.add_argument("--engines", nargs="+", default=["edgebit", "llama.cpp", "ik_llama.cpp"],

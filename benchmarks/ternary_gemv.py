@@ -30,6 +30,8 @@ from pathlib import Path
 
 from timing import median_seconds
 
+from edgebit.export import HEAD_PRECISIONS
+
 warnings.filterwarnings("ignore")  # torch.ao's deprecation notice for the int8 baseline
 
 SHAPES = [(2560, 2560), (6912, 2560), (2560, 6912)]  # (out_features, in_features): qkvo, gate/up, down
@@ -205,7 +207,7 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--decode-steps", type=int, default=16)
     parser.add_argument("--skip-model", action="store_true")
-    parser.add_argument("--head", nargs="+", default=["int8", "fp32"], choices=["int8", "fp32"],
+    parser.add_argument("--head", nargs="+", default=["int8", "fp32"], choices=list(HEAD_PRECISIONS),
                         help="output head precisions to compile the model with (export's --head)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
