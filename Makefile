@@ -28,3 +28,4 @@ bench: setup
 bench-peers: setup
 	.venv/bin/python benchmarks/peers.py
 	.venv/bin/python benchmarks/peers_mamba2.py
+	.venv/bin/python benchmarks/qemu_instructions.py

@@ -78,10 +78,19 @@ def _build_info_stand_in(source: Path) -> None:
                       'configure_file(common/build-info.cpp.in common/build-info.cpp)\n')
 
 
-def build_peer(engine: str) -> Path:
-    """The directory holding `llama-bench` (and `llama-quantize` for ik_llama.cpp), built once."""
+# Cross-building for an arm64 board (benchmarks/qemu_instructions.py counts its instructions under qemu): static, no
+# OpenMP (one thread), the ARMv8.2 dot-product kernels as on a Raspberry Pi 5 or a phone.
+ARM64_FLAGS = ["-DCMAKE_SYSTEM_NAME=Linux", "-DCMAKE_SYSTEM_PROCESSOR=aarch64",
+               "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc", "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++",
+               "-DGGML_NATIVE=OFF", "-DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod", "-DGGML_OPENMP=OFF",
+               "-DCMAKE_EXE_LINKER_FLAGS=-static"]
+
+
+def build_peer(engine: str, arm64: bool = False) -> Path:
+    """The directory holding `llama-bench` (and `llama-quantize` for ik_llama.cpp), built once: for this CPU, or
+    cross-built for arm64 (``arm64``)."""
     package, version, vendored = SDISTS[engine]
-    final = cache_root() / f"{engine}-{version}-{cpu_key()}"
+    final = cache_root() / f"{engine}-{version}-{'arm64-dotprod' if arm64 else cpu_key()}"
     if (final / "llama-bench").exists():
         return final
     with tempfile.TemporaryDirectory(dir=cache_root().parent) as tmp:
@@ -92,10 +101,10 @@ def build_peer(engine: str) -> Path:
         source = next(work.glob(f"*/{vendored}"))
         targets = ["llama-bench"] + (["llama-quantize"] if engine == "ik_llama.cpp" else [])
         flags = CMAKE_FLAGS + (["-DLLAMA_BUILD_EXAMPLES=ON"] if engine == "ik_llama.cpp" else
-                               ["-DLLAMA_BUILD_EXAMPLES=OFF"])
+                               ["-DLLAMA_BUILD_EXAMPLES=OFF"]) + (ARM64_FLAGS if arm64 else [])
         if engine == "ik_llama.cpp":
             _build_info_stand_in(source)
-        log(f"building {engine} {version} from its PyPI sdist (minutes; once per CPU)")
+        log(f"building {engine} {version} {'for arm64 ' if arm64 else ''}from its PyPI sdist (minutes; once)")
         subprocess.run(["nice", "cmake", "-S", str(source), "-B", str(work / "build"), *flags], check=True,
                        stdout=subprocess.DEVNULL)
         subprocess.run(["nice", "cmake", "--build", str(work / "build"), "--target", *targets, "-j",
