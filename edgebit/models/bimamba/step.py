@@ -27,6 +27,10 @@ class BiMambaStep(nn.Module):
         self.ssm_shape = (1, c.num_heads, c.head_dim, c.state_size)
         self.state_names = [f"{kind}_state.{i}" for i in range(c.num_hidden_layers) for kind in ("conv", "ssm")]
         self.state_shapes = [self.conv_shape, self.ssm_shape] * c.num_hidden_layers
+        # each layer's conv weight as K columns [C, 1] of their own (BiMambaMixer.conv_window)
+        for i, block in enumerate(model.layers):
+            for j in range(c.conv_kernel):
+                self.register_buffer(f"conv_tap_{i}_{j}", block.mixer.conv1d.weight.detach()[:, 0, j:j + 1].clone())
 
     def empty_state(self) -> list[torch.Tensor]:
         """Zero states in argument order: conv and SSM state of layer 0, then of layer 1, ..."""
@@ -43,8 +47,8 @@ class BiMambaStep(nn.Module):
             z, xbc, dt = mixer.in_proj(block.norm(x)).split([c.intermediate_size, c.conv_dim, c.num_heads], dim=-1)
             history = torch.cat([states[2 * i][..., 1:], xbc.transpose(1, 2)], dim=-1)  # [1, C, K-1+T]
             updated.append(history[..., t - 1:])  # the last K inputs
-            weight = mixer.conv1d.weight
-            xbc = F.silu(F.conv1d(history, weight, mixer.conv1d.bias, groups=weight.shape[0])).transpose(1, 2)
+            taps = [getattr(self, f"conv_tap_{i}_{j}") for j in range(c.conv_kernel)]
+            xbc = F.silu(mixer.conv_window(history, t, taps)).transpose(1, 2)
             xs, B, C = xbc.split([c.intermediate_size, c.n_groups * c.state_size, c.n_groups * c.state_size], dim=-1)
             dt = F.softplus(dt + mixer.dt_bias).clamp(*c.time_step_limit)
             y, final = mixer.scan(xs.reshape(1, t, c.num_heads, c.head_dim), dt, -torch.exp(mixer.A_log.float()),
