@@ -8,7 +8,9 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """``weight * x / sqrt(mean(x^2) + eps)``, computed in float32."""
+    """``weight * x / sqrt(mean(x^2) + eps)``, computed in float32. Written with a division, not ``rsqrt``: ONNX Runtime
+    fuses exactly this pattern (Pow, ReduceMean, Add, Sqrt, Div, Mul) into one SimplifiedLayerNormalization kernel;
+    ``rsqrt`` exports as Sqrt + Reciprocal, which it does not."""
 
     def __init__(self, size: int, eps: float):
         super().__init__()
@@ -17,7 +19,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        return self.weight * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
 def layers_of(model: nn.Module, layer_class: type) -> dict[str, nn.Module]:

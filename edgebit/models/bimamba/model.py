@@ -150,7 +150,7 @@ class GatedRMSNorm(nn.Module):
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = y.float() * F.silu(z.float())
         grouped = y.view(*y.shape[:-1], -1, self.group_size)
-        grouped = grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + self.eps)
+        grouped = grouped / torch.sqrt(grouped.pow(2).mean(-1, keepdim=True) + self.eps)  # as layers.RMSNorm
         return self.weight * grouped.view(y.shape)
 
 
