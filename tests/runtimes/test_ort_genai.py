@@ -129,10 +129,29 @@ def test_genai_batch_with_padding_equals_host(exported, name):
     model = host_model(checkpoint, name)
     prompts = prompt_ids(name, checkpoint, count=3)
     assert len(set(map(len, prompts))) > 1  # the shorter ones are padded
+    noise = json.loads((bundle / "manifest.json").read_text())["model"].get("rounding_noise", 0.0)
     for prompt, genai in zip(prompts, genai_greedy(bundle / PORTABLE, prompts, 8)):
         # A row that is done goes on with padding (the EOS) up to max_length.
         genai = until_eos(genai, model.config.eos_token_id)
-        assert genai == host_greedy(model, prompt, 8), prompt
+        assert_same_greedy(model, prompt, genai, host_greedy(model, prompt, 8), noise)
+
+
+def assert_same_greedy(model, prompt, device: list[int], host: list[int], rounding_noise: float) -> None:
+    """The same greedy tokens, up to a step where the host's top two are within the validation bound (a float16
+    cache entry that another summation order rounds the other way moves later logits by up to that much, see
+    edgebit.validate.agreement): there the two may part, and what follows is another sequence."""
+    import torch
+
+    from edgebit.validate.agreement import error_bound
+
+    for i, (d, h) in enumerate(zip(device, host)):
+        if d != h:
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt + host[:i]]))[0, -1].double()
+            gap = float(logits[h] - logits[d])
+            assert gap <= 2 * error_bound(float(logits.abs().max()), rounding_noise), (prompt, i, device, host, gap)
+            return
+    assert device == host, (prompt, device, host)
 
 
 def test_genai_tokenizer_reads_the_bundle_tokenizer(exported):
