@@ -120,8 +120,8 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}td:first-child{
 <dl><dt>model</dt><dd>{html.escape(manifest.model.family)}, max_seq_len {manifest.model.max_seq_len}</dd>
 <dt>target</dt><dd>{html.escape(manifest.target.name)} ({html.escape(manifest.target.triple)})</dd>
 <dt>devices</dt><dd>{html.escape(devices)}</dd>
-<dt>bound</dt><dd>cosine &ge; {MIN_COSINE}, max abs error &le; {MAX_ABS_ERROR_FRACTION:.0%} of the host's largest
-|logit| or {NOISE_FACTOR:g}x its rounding noise ({manifest.model.rounding_noise:.3g}), same argmax wherever the host's
+<dt>bound</dt><dd>cosine &ge; {MIN_COSINE} (less where the rounding noise explains it), max abs error &le;
+{MAX_ABS_ERROR_FRACTION:.0%} of the host's largest |logit| or {NOISE_FACTOR:g}x its rounding noise ({manifest.model.rounding_noise:.3g}), same argmax wherever the host's
 top-2 margin is clear</dd>
 <dt>made by</dt><dd>edgebit {__version__} on {html.escape(platform.node())}, {when}</dd></dl>
 {sections}</body></html>

@@ -74,3 +74,19 @@ def test_kv_cache_decode_matches_full_forward(tmp_path):
     prefill = model(ids[:, :4], cache)
     steps = [model(ids[:, t:t + 1], cache) for t in range(4, ids.shape[1])]
     torch.testing.assert_close(torch.cat([prefill, *steps], dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_cosine_bound_gives_way_only_to_the_rounding_noise():
+    """0.9999 without rounding noise (an independent reference); with a noise that explains an error of the max-abs
+    bound in every logit, the cosine such an error leaves; a scaled or shifted copy beyond the bound still fails."""
+    import numpy as np
+
+    from edgebit.validate.agreement import MIN_COSINE, cosine_bound
+
+    reference = np.random.default_rng(0).standard_normal((4, 100)) * 5
+    assert cosine_bound(reference.ravel(), 0.0) == MIN_COSINE
+    assert cosine_bound(reference.ravel(), 1e-6) == MIN_COSINE  # a small noise leaves the bound as it is
+    noisy = reference + np.random.default_rng(1).choice([-1.0, 1.0], reference.shape) * 1.5
+    assert not compare_logits(noisy, reference).passed
+    assert compare_logits(noisy, reference, rounding_noise=1.0).passed  # 1.5 <= 2 x 1.0 everywhere
+    assert not compare_logits(reference * 0.3, reference, rounding_noise=1.0).passed  # errors up to 12 > 2
