@@ -1,10 +1,18 @@
 """Tiny Mamba-2 / Bi-Mamba models shared by the tests: transformers' Mamba2ForCausalLM (the public layout
-edgebit binarizes) and its twin whose in/out_proj weights are a Bi-Mamba's W_hat, and random Bi-Mamba models."""
+edgebit binarizes) and its twin whose in/out_proj weights are a Bi-Mamba's W_hat, and random Bi-Mamba models.
 
+A packed Bi-Mamba's projections quantize their activations to int8 per plane (ops/binary_matmul/SPEC.md); the twin's
+projections then compute the same with the SPEC's numpy reference (a forward hook on transformers' own module), so
+the comparison stays at float rounding while the reference stays independent of edgebit's code."""
+
+from typing import NamedTuple
+
+import numpy as np
 import torch
 from transformers import Mamba2Config, Mamba2ForCausalLM
 
 from edgebit.models.bimamba.model import BiMambaConfig, BiMambaForCausalLM
+from edgebit_ops.binary_matmul import numpy_reference as binary_reference
 
 HF = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_heads=8, head_dim=8, state_size=16, expand=2,
           n_groups=2, conv_kernel=4, tie_word_embeddings=True, chunk_size=4)
@@ -20,20 +28,47 @@ def hf_mamba2(seed=0):
     return model
 
 
-def with_w_hat(hf_model, w_hat: dict):
-    """A copy of a transformers Mamba2 whose in/out_proj weights are replaced (keys: backbone.layers.i.mixer.X)."""
+class FBI(NamedTuple):
+    """One FBI-Linear layer's signs [N, K] in {-1, +1} and its alpha, beta [1, K]."""
+    signs: torch.Tensor
+    alpha: torch.Tensor
+    beta: torch.Tensor
+
+    def w_hat(self) -> torch.Tensor:
+        return (self.alpha * self.signs + self.beta).float()
+
+
+def as_spec_projection(module, fbi: FBI) -> None:
+    """Make transformers' projection ``module`` compute ``fbi`` as edgebit::binary_linear's SPEC does (int8
+    activations per plane of ceil(K / 8) columns), from the numpy reference."""
+    signs, alpha, beta = (np.asarray(t.detach().float().numpy()) for t in fbi)
+
+    def hook(_module, inputs, _output):
+        x = inputs[0].detach().float().numpy()
+        return torch.from_numpy(binary_reference.binary_linear_int8(x, signs, alpha, beta).astype(np.float32))
+
+    module.register_forward_hook(hook)
+
+
+def with_w_hat(hf_model, layers: dict, quantized: bool = True):
+    """A copy of a transformers Mamba2 whose in/out_proj are the :class:`FBI` layers of ``layers`` (keys:
+    backbone.layers.i.mixer.X): W_hat as their weights, computed as the SPEC does unless ``quantized`` is False."""
     twin = Mamba2ForCausalLM(hf_model.config).eval()
     state = {k: v.clone() for k, v in hf_model.state_dict().items()}
-    for key, value in w_hat.items():
-        state[key + ".weight"] = value.float()
+    for key, fbi in layers.items():
+        state[key + ".weight"] = fbi.w_hat()
     twin.load_state_dict(state)
+    if quantized:
+        for key, fbi in layers.items():
+            as_spec_projection(twin.get_submodule(key), fbi)
     return twin
 
 
 def w_hat_of(model) -> dict:
-    """A Bi-Mamba's W_hat per in/out_proj, keyed as transformers' Mamba2 names them (for :func:`with_w_hat`)."""
-    return {f"backbone.layers.{i}.mixer.{p}": getattr(block.mixer, p).dense_weight()
-            for i, block in enumerate(model.layers) for p in ("in_proj", "out_proj")}
+    """A Bi-Mamba's in/out_proj as :class:`FBI`, keyed as transformers' Mamba2 names them (for :func:`with_w_hat`)."""
+    return {f"backbone.layers.{i}.mixer.{p}": FBI(layer.signs().float(), layer.alpha.detach(), layer.beta.detach())
+            for i, block in enumerate(model.layers) for p in ("in_proj", "out_proj")
+            for layer in (getattr(block.mixer, p),)}
 
 
 def binarized_twin(hf_model, binarized):
@@ -67,7 +102,8 @@ def random_bimamba(shape, seed=0):
 
 
 def transformers_twin(model):
-    """transformers' Mamba2 with every weight copied and in_proj/out_proj set to W_hat."""
+    """transformers' Mamba2 with every weight copied and in_proj/out_proj set to W_hat (computed as the SPEC does
+    where ``model`` is packed)."""
     c = model.config
     hf = Mamba2ForCausalLM(Mamba2Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
                                         num_hidden_layers=c.num_hidden_layers, num_heads=c.num_heads,
@@ -85,4 +121,7 @@ def transformers_twin(model):
         state[prefix + "mixer.out_proj.weight"] = block.mixer.out_proj.dense_weight()
     result = hf.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=False)
     assert not result.unexpected_keys and set(result.missing_keys) <= {"lm_head.weight"}
+    if model.layers[0].mixer.in_proj.is_packed:
+        for key, fbi in w_hat_of(model).items():
+            as_spec_projection(hf.get_submodule(key), fbi)
     return hf

@@ -1,12 +1,14 @@
 // edgebit::binary_linear / BinaryMatMul (FBI-Linear, SPEC.md in this folder), once for every runtime:
 //   x float [..., K], w_signs uint8 [N, Kq] (bit j of byte b = column j * Kq + b, 1 -> +1, 0 -> -1),
-//   alpha float [1, K], beta float [1, K]  ->  out float [..., N] = sign(W) @ (alpha * x) + (beta . x)
-// The scaled activations alpha * x are formed once per token (8 planes of Kq values, zeros beyond K); a row's plane j
-// is then a contiguous run of them, and a sign flips the float's sign bit.
-//
-// Every path keeps 16 partial sums per row, lane i summing columns b + i of each 16-byte block plane by plane, then
-// adds the lanes in order: AVX2 (two 8-float registers) and NEON (four 4-float registers) give bit-identical results
-// to the generic C++ loop, which the compiler vectorizes on other ISAs without reassociating.
+//   alpha float [1, K], beta float [1, K]  ->  out float [..., N] = sum_j d_j (2 P_j - S_j) + (beta . x)
+// Per token the scaled activations v = alpha * x are laid out as the weights' 8 planes of Kq columns and each plane
+// is quantized to int8 (d_j = absmax / 127, SPEC steps 1-2). A row's plane j is then the run of bit j over the row's
+// Kq bytes, and P_j, the sum of the plane's codes where that bit is 1, is an exact int32 dot product:
+//   AVX-512 VNNI: vpdpbusd of (bytes & (1 << j)), values 0 or 2^j, with the codes: 2^j P_j, 64 weights an instruction;
+//   AVX2: pmaddubsw of the same operands, then pmaddwd into int32;
+//   NEON: vtst turns bit j into 0 / -1 bytes, sdot (ARMv8.2) or a widening pairwise add sums the selected codes.
+// Every path yields the same eight exact integers per row and token, combined in one fixed order (Combine), so all
+// paths give bit-identical results.
 #pragma once
 
 #include "common/kernel_common.h"
@@ -14,99 +16,130 @@
 namespace edgebit_kernels::binary_matmul {
 
 constexpr int kBits = 8;
-constexpr int kLanes = 16;
 
-// ---- generic C++ ----
-namespace generic {
-inline float FlipUnless(float value, unsigned bit) {
-  uint32_t word;
-  std::memcpy(&word, &value, sizeof word);
-  word ^= static_cast<uint32_t>(bit ^ 1u) << 31;  // bit 1 -> +value, bit 0 -> -value
-  std::memcpy(&value, &word, sizeof value);
-  return value;
-}
+// One token's quantized activations: 8 planes of kq codes, the plane scales and what every row adds.
+struct Token {
+  const int8_t* q;        // [8 * kq]
+  float d[kBits];         // plane scales
+  int32_t sums[kBits];    // S_j, each plane's sum of codes
+  float shift;            // beta . x
+};
 
-// Adds 16-byte blocks from *b on into lanes (advancing *b), as the SIMD paths do.
-inline void DotBlocks(const uint8_t* w, const float* xa, int64_t kq, int64_t* b, float* lanes) {
-  for (; *b + kLanes <= kq; *b += kLanes)
-    for (int j = 0; j < kBits; ++j) {
-      const float* plane = xa + j * kq + *b;
-      for (int i = 0; i < kLanes; ++i) lanes[i] += FlipUnless(plane[i], (w[*b + i] >> j) & 1u);
-    }
-}
-
-inline float Tail(const uint8_t* w, const float* xa, int64_t kq, int64_t b, const float* lanes) {
-  float total = 0.0f;
-  for (int i = 0; i < kLanes; ++i) total += lanes[i];
-  for (; b < kq; ++b)
-    for (int j = 0; j < kBits; ++j) total += FlipUnless(xa[j * kq + b], (w[b] >> j) & 1u);
+// out = shift + sum_j d_j (2 P_j - S_j), the brackets exact, in this order on every path.
+inline float Combine(const int32_t* positive, const Token& token) {
+  float total = token.shift;
+  for (int j = 0; j < kBits; ++j) total += token.d[j] * static_cast<float>(2 * positive[j] - token.sums[j]);
   return total;
+}
+
+// ---- generic C++ (the fallback, and every path's tail): adds P_j over bytes [begin, end) ----
+namespace generic {
+inline void AddPlaneSums(const uint8_t* w, const int8_t* q, int64_t kq, int64_t begin, int64_t end, int32_t* sums) {
+  for (int j = 0; j < kBits; ++j) {
+    int32_t total = 0;
+    for (int64_t b = begin; b < end; ++b) total += ((w[b] >> j) & 1) ? q[j * kq + b] : 0;
+    sums[j] += total;
+  }
 }
 }  // namespace generic
 
-// ---- x86: AVX2 ----
-#if defined(EDGEBIT_AVX2)
-namespace avx2 {
-inline void DotBlocks(const uint8_t* w, const float* xa, int64_t kq, int64_t* b, float* lanes) {
-  __m256 acc0 = _mm256_loadu_ps(lanes), acc1 = _mm256_loadu_ps(lanes + 8);
-  const __m256i sign = _mm256_set1_epi32(INT32_MIN);
-  for (; *b + kLanes <= kq; *b += kLanes) {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + *b));
-    const __m128i inverted = _mm_xor_si128(bytes, _mm_set1_epi8(-1));  // a 0 bit flips the sign
-    const __m256i lo = _mm256_cvtepu8_epi32(inverted), hi = _mm256_cvtepu8_epi32(_mm_srli_si128(inverted, 8));
+#if defined(EDGEBIT_AVX512VNNI)
+namespace avx512vnni {
+// The eight int32 lane sums of acc[0..7] (exact: integer adds in any order).
+inline void ReduceEight(const __m512i* acc, int32_t* out) {
+  __m256i halves[kBits];
+  for (int j = 0; j < kBits; ++j)
+    halves[j] = _mm256_add_epi32(_mm512_castsi512_si256(acc[j]), _mm512_extracti64x4_epi64(acc[j], 1));
+  const __m256i h01 = _mm256_hadd_epi32(halves[0], halves[1]), h23 = _mm256_hadd_epi32(halves[2], halves[3]);
+  const __m256i h45 = _mm256_hadd_epi32(halves[4], halves[5]), h67 = _mm256_hadd_epi32(halves[6], halves[7]);
+  const __m256i low = _mm256_hadd_epi32(h01, h23), high = _mm256_hadd_epi32(h45, h67);  // per 128-bit lane
+  const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20),
+                                        _mm256_permute2x128_si256(low, high, 0x31));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), sums);
+}
+
+// P_j of one row for one token, over all kq bytes (the last step masked).
+inline void PlaneSums(const uint8_t* w, const int8_t* q, int64_t kq, int32_t* sums) {
+  __m512i acc[kBits];
+  for (int j = 0; j < kBits; ++j) acc[j] = _mm512_setzero_si512();
+  for (int64_t b = 0; b < kq; b += 64) {
+    const __mmask64 live = kq - b >= 64 ? ~__mmask64{0} : (__mmask64{1} << (kq - b)) - 1;
+    const __m512i bytes = _mm512_maskz_loadu_epi8(live, w + b);
     for (int j = 0; j < kBits; ++j) {
-      const float* plane = xa + j * kq + *b;
-      const __m256i flip0 = _mm256_and_si256(_mm256_slli_epi32(lo, 31 - j), sign);
-      const __m256i flip1 = _mm256_and_si256(_mm256_slli_epi32(hi, 31 - j), sign);
-      acc0 = _mm256_add_ps(acc0, _mm256_xor_ps(_mm256_loadu_ps(plane), _mm256_castsi256_ps(flip0)));
-      acc1 = _mm256_add_ps(acc1, _mm256_xor_ps(_mm256_loadu_ps(plane + 8), _mm256_castsi256_ps(flip1)));
+      const __m512i bit = _mm512_and_si512(bytes, _mm512_set1_epi8(static_cast<char>(1 << j)));
+      acc[j] = _mm512_dpbusd_epi32(acc[j], bit, _mm512_maskz_loadu_epi8(live, q + j * kq + b));
     }
   }
-  _mm256_storeu_ps(lanes, acc0);
-  _mm256_storeu_ps(lanes + 8, acc1);
+  ReduceEight(acc, sums);
+  for (int j = 0; j < kBits; ++j) sums[j] >>= j;  // each lane held 2^j times its sum: exact
+}
+}  // namespace avx512vnni
+#endif
+
+#if defined(EDGEBIT_AVX2)
+namespace avx2 {
+// Adds P_j over whole 32-byte steps from *b on.
+inline void AddPlaneSums(const uint8_t* w, const int8_t* q, int64_t kq, int64_t* b, int32_t* sums) {
+  __m256i acc[kBits];
+  for (int j = 0; j < kBits; ++j) acc[j] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (; *b + 32 <= kq; *b += 32) {
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + *b));
+    for (int j = 0; j < kBits; ++j) {
+      const __m256i bit = _mm256_and_si256(bytes, _mm256_set1_epi8(static_cast<char>(1 << j)));
+      const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + j * kq + *b));
+      // pairs of 2^j * code: at most 2 * 128 * 127, inside int16
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(bit, codes), ones));
+    }
+  }
+  for (int j = 0; j < kBits; ++j) sums[j] += HorizontalSumAvx2(acc[j]) >> j;
 }
 }  // namespace avx2
 #endif
 
-// ---- arm: NEON ----
 #if defined(EDGEBIT_NEON)
 namespace neon {
-inline void DotBlocks(const uint8_t* w, const float* xa, int64_t kq, int64_t* b, float* lanes) {
-  float32x4_t acc[4];
-  for (int r = 0; r < 4; ++r) acc[r] = vld1q_f32(lanes + 4 * r);
-  const uint32x4_t sign = vdupq_n_u32(0x80000000u);
-  for (; *b + kLanes <= kq; *b += kLanes) {
-    const uint8x16_t inverted = vmvnq_u8(vld1q_u8(w + *b));  // a 0 bit flips the sign
-    const uint16x8_t lo = vmovl_u8(vget_low_u8(inverted)), hi = vmovl_high_u8(inverted);
-    const uint32x4_t words[4] = {vmovl_u16(vget_low_u16(lo)), vmovl_high_u16(lo), vmovl_u16(vget_low_u16(hi)),
-                                 vmovl_high_u16(hi)};
+// Adds P_j over whole 16-byte steps from *b on.
+inline void AddPlaneSums(const uint8_t* w, const int8_t* q, int64_t kq, int64_t* b, int32_t* sums) {
+  int32x4_t acc[kBits];
+  for (int j = 0; j < kBits; ++j) acc[j] = vdupq_n_s32(0);
+  for (; *b + 16 <= kq; *b += 16) {
+    const uint8x16_t bytes = vld1q_u8(w + *b);
     for (int j = 0; j < kBits; ++j) {
-      const float* plane = xa + j * kq + *b;
-      const int32x4_t shift = vdupq_n_s32(31 - j);
-      for (int r = 0; r < 4; ++r) {
-        const uint32x4_t flip = vandq_u32(vshlq_u32(words[r], shift), sign);
-        acc[r] = vaddq_f32(acc[r], vreinterpretq_f32_u32(veorq_u32(vreinterpretq_u32_f32(vld1q_f32(plane + 4 * r)),
-                                                                   flip)));
-      }
+      const int8x16_t selected = vreinterpretq_s8_u8(vtstq_u8(bytes, vdupq_n_u8(static_cast<uint8_t>(1 << j))));
+      const int8x16_t codes = vld1q_s8(q + j * kq + *b);
+#if defined(EDGEBIT_DOTPROD)
+      acc[j] = vdotq_s32(acc[j], selected, codes);  // selected is -1 where the bit is set: adds -P_j
+#else
+      acc[j] = vpadalq_s16(acc[j], vpaddlq_s8(vandq_s8(selected, codes)));
+#endif
     }
   }
-  for (int r = 0; r < 4; ++r) vst1q_f32(lanes + 4 * r, acc[r]);
+  for (int j = 0; j < kBits; ++j) {
+#if defined(EDGEBIT_DOTPROD)
+    sums[j] -= vaddvq_s32(acc[j]);
+#else
+    sums[j] += vaddvq_s32(acc[j]);
+#endif
+  }
 }
 }  // namespace neon
 #endif
 
-// sum_k sign[k] * xa[k] for one packed row; xa holds 8 planes of kq values.
-inline float DotSigns(const uint8_t* w, const float* xa, int64_t kq) {
-  float lanes[kLanes] = {};
+// P_j (j = 0..7) of one packed row against one token's codes.
+inline void PlaneSums(const uint8_t* w, const int8_t* q, int64_t kq, int32_t* sums) {
+#if defined(EDGEBIT_AVX512VNNI)
+  avx512vnni::PlaneSums(w, q, kq, sums);
+#else
+  for (int j = 0; j < kBits; ++j) sums[j] = 0;
   int64_t b = 0;
 #if defined(EDGEBIT_AVX2)
-  avx2::DotBlocks(w, xa, kq, &b, lanes);
+  avx2::AddPlaneSums(w, q, kq, &b, sums);
 #elif defined(EDGEBIT_NEON)
-  neon::DotBlocks(w, xa, kq, &b, lanes);
-#else
-  generic::DotBlocks(w, xa, kq, &b, lanes);
+  neon::AddPlaneSums(w, q, kq, &b, sums);
 #endif
-  return generic::Tail(w, xa, kq, b, lanes);
+  generic::AddPlaneSums(w, q, kq, b, kq, sums);
+#endif
 }
 
 // ---- the operator ----
@@ -140,27 +173,39 @@ inline Problem MakeProblem(const Dims& x, const Dims& w, const float* xs, const 
   return {xs, ws, alpha, beta, out, Product(x) / x.back(), x.back(), w[0], w[1]};
 }
 
-// Scaled activations and shifts once per token, then output rows split over `parallel` (kernel_common.h).
+// The tokens a task walks its rows for before moving to the next ones, so their codes stay in L1 (8 * kq bytes each).
+constexpr int64_t kTokenTile = 8;
+
+// SPEC steps 1-2 once per token, then output rows split over `parallel` (kernel_common.h); within a task each row's
+// bytes are reused, from L1, by a tile of tokens.
 template <class Parallel>
 void Run(const Problem& p, Parallel&& parallel) {
   const int64_t padded = kBits * p.kq;
-  std::vector<float> scaled(static_cast<size_t>(p.tokens * padded), 0.0f);
-  std::vector<float> shift(static_cast<size_t>(p.tokens), 0.0f);
+  std::vector<int8_t> codes(static_cast<size_t>(p.tokens * padded));
+  std::vector<float> scaled(static_cast<size_t>(p.k));
+  std::vector<Token> tokens(static_cast<size_t>(p.tokens));
   for (int64_t t = 0; t < p.tokens; ++t) {
     const float* row = p.x + t * p.k;
-    float* xa = scaled.data() + t * padded;
-    float sum = 0.0f;
+    Token& token = tokens[t];
+    token.shift = 0.0f;
     for (int64_t i = 0; i < p.k; ++i) {
-      xa[i] = row[i] * p.alpha[i];
-      sum += row[i] * p.beta[i];
+      scaled[i] = row[i] * p.alpha[i];
+      token.shift += row[i] * p.beta[i];
     }
-    shift[t] = sum;
+    token.q = codes.data() + t * padded;
+    QuantizeInt8Blocks(scaled.data(), p.k, padded, p.kq, codes.data() + t * padded, token.d, token.sums);
   }
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(p.kq, 1));  // ~8 KiB of signs a task
   parallel(p.n, grain, [&](RowRange rows) {
-    for (int64_t r = rows.begin; r < rows.end; ++r)
-      for (int64_t t = 0; t < p.tokens; ++t)
-        p.out[t * p.n + r] = DotSigns(p.w + r * p.kq, scaled.data() + t * padded, p.kq) + shift[t];
+    int32_t sums[kBits];
+    for (int64_t first = 0; first < p.tokens; first += kTokenTile) {
+      const int64_t last = std::min(p.tokens, first + kTokenTile);
+      for (int64_t r = rows.begin; r < rows.end; ++r)
+        for (int64_t t = first; t < last; ++t) {
+          PlaneSums(p.w + r * p.kq, tokens[t].q, p.kq, sums);
+          p.out[t * p.n + r] = Combine(sums, tokens[t]);
+        }
+    }
   });
 }
 

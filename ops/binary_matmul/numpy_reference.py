@@ -1,4 +1,5 @@
-"""``edgebit::binary_linear`` in numpy, written from SPEC.md alone (no edgebit code), in float64."""
+"""``edgebit::binary_linear`` in numpy, written from SPEC.md alone (no edgebit code): activations quantized to int8
+per plane in float32 as the SPEC states, the sums in float64."""
 
 from __future__ import annotations
 
@@ -12,8 +13,38 @@ def w_hat(signs, alpha, beta):
 
 
 def binary_linear(x, signs, alpha, beta):
-    """``out = x @ W_hat^T`` (float64) for ``signs`` [N, K] in {-1, +1}."""
+    """``out = x @ W_hat^T`` (float64) for ``signs`` [N, K] in {-1, +1}: the layer's exact product, which the operator
+    approximates with its activations quantized to int8 (:func:`reference`)."""
     return np.asarray(x, np.float64) @ w_hat(signs, alpha, beta).T
+
+
+def quantized_planes(x, alpha, kq: int):
+    """SPEC steps 1-2 in float32: v = alpha * x, zero-padded to 8 * Kq columns, cut into 8 planes of Kq; per plane
+    d = absmax / 127 and q = clamp(round_half_even(v * (127 / absmax)), -127, 127). Returns (q [M, 8, Kq] int,
+    d [M, 8, 1] float32)."""
+    x = np.asarray(x, np.float32).reshape(-1, np.shape(x)[-1])
+    v = np.zeros((x.shape[0], 8 * kq), np.float32)
+    v[:, :x.shape[1]] = x * np.asarray(alpha, np.float32).reshape(1, -1)
+    planes = v.reshape(x.shape[0], 8, kq)
+    amax = np.abs(planes).max(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(amax > 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
+    q = np.clip(np.rint(planes * inverse), -127, 127).astype(np.int64)  # np.rint: half to even
+    return q, (amax / np.float32(127.0)).astype(np.float32)
+
+
+def binary_linear_int8(x, signs, alpha, beta, kq: int | None = None):
+    """The operator (SPEC step 3) in float64 from the signs [N, K]: sum_j d_j * (signs of plane j) . q_j + beta . x."""
+    signs = np.asarray(signs, np.int64)
+    n, k = signs.shape
+    kq = sign_columns(k) if kq is None else kq
+    q, d = quantized_planes(x, alpha, kq)
+    padded = np.zeros((n, 8 * kq), np.int64)
+    padded[:, :k] = signs
+    dots = np.einsum("mjb,njb->mnj", q, padded.reshape(n, 8, kq))  # exact integers
+    shift = np.asarray(x, np.float64).reshape(-1, k) @ np.asarray(beta, np.float64).reshape(-1)
+    out = (dots * d.astype(np.float64).transpose(0, 2, 1)).sum(-1) + shift[:, None]
+    return out.reshape(*np.shape(x)[:-1], n)
 
 
 def sign_columns(k: int) -> int:
@@ -40,12 +71,13 @@ def unpack_signs(w_signs, in_features: int):
 
 
 # ---- the operator at its schema, and the cases every runtime's implementation is checked on ----
-TOLERANCE = 1e-5  # max |out - reference| over max |reference|: float32 sums over K
+TOLERANCE = 1e-5  # max |out - reference| over max |reference|: float32 sums of the exact plane dot products
 
 
 def reference(x, w_signs, alpha, beta, in_features):
     """``edgebit::binary_linear(x, w_signs, alpha, beta, in_features)`` -> (out,), float64."""
-    return (binary_linear(x, unpack_signs(w_signs, in_features), alpha, beta),)
+    w_signs = np.asarray(w_signs, np.uint8)
+    return (binary_linear_int8(x, unpack_signs(w_signs, in_features), alpha, beta, w_signs.shape[1]),)
 
 
 def cases() -> dict:

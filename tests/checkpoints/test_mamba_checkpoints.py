@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 import edgebit
 from cli_helpers import assert_user_error, run_cli
 from edgebit.models.bimamba.checkpoints import fit_fbi
-from mamba_helpers import hf_mamba2, w_hat_of, with_w_hat
+from mamba_helpers import FBI, hf_mamba2, w_hat_of, with_w_hat
 
 
 def test_fit_fbi_is_the_per_column_least_squares_solution():
@@ -77,7 +77,7 @@ def test_bimamba_release_layout_matches_transformers_with_w_hat(tmp_path):
         for proj in ("in_proj", "out_proj"):
             key = f"backbone.layers.{i}.mixer.{proj}"
             sign = torch.where(tensors[key + ".weight"] >= 0, 1.0, -1.0)
-            w_hat[key] = tensors[key + ".wscale"] * sign + tensors[key + ".wbias"]
+            w_hat[key] = FBI(sign, tensors[key + ".wscale"], tensors[key + ".wbias"])
     ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(4))
     ours = edgebit.load(directory)
     assert ours.layout == "mamba-ssm"

@@ -8,16 +8,18 @@ from mamba_helpers import SHAPES, random_bimamba, transformers_twin
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_matches_transformers_mamba2_with_w_hat(name):
+    """The latent model (float activations) against the plain twin, the packed one (int8 activations per plane,
+    ops/binary_matmul/SPEC.md) against the twin whose projections compute the SPEC in numpy."""
     model = random_bimamba(SHAPES[name])
-    hf = transformers_twin(model)
     ids = torch.randint(0, model.config.vocab_size, (2, 13), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        reference = hf(ids).logits
-        latent = model(ids)
-        packed = model.pack()(ids)
-    for ours in (latent, packed):
+        float_reference, latent = transformers_twin(model)(ids).logits, model(ids)
+        packed_model = model.pack()
+        int8_reference, packed = transformers_twin(packed_model)(ids).logits, packed_model(ids)
+    for ours, reference in ((latent, float_reference), (packed, int8_reference)):
         assert (ours - reference).abs().max().item() < 1e-3
         assert torch.equal(ours.argmax(-1), reference.argmax(-1))
+    assert (packed - latent).abs().max().item() > 1e-4  # the packed model does quantize
 
 
 def test_prefill_equals_decode_steps():

@@ -121,7 +121,7 @@ def test_vnni_library_matches_the_spec(k, kq):
     alpha, beta = rng.uniform(0.01, 0.2, (1, k)).astype(np.float32), rng.normal(0, 0.05, (1, k)).astype(np.float32)
     (y,) = run_node(library, "BinaryMatMul", {"x": x, "w": binary_reference.pack_signs(signs, (k + 7) // 8),
                                               "a": alpha, "b": beta}, in_features=k)
-    reference = binary_reference.binary_linear(x, signs, alpha, beta)
+    reference = binary_reference.binary_linear_int8(x, signs, alpha, beta)
     assert np.abs(y - reference).max() <= 1e-5 * np.abs(reference).max()
     codes, scale = int8_reference.quantize_rows(rng.standard_normal((n, k)).astype(np.float32), 128)
     (y,) = run_node(library, "Int8MatMul", {"x": x, "w": codes, "s": scale}, in_features=k, block_size=128)

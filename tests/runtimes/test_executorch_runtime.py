@@ -95,7 +95,8 @@ def test_binary_kernel_matches_spec(runtime):
     program = export_op(lambda v: torch.ops.edgebit.binary_linear(v, packed, torch.from_numpy(alpha),
                                                                    torch.from_numpy(beta), k), (torch.from_numpy(x),))
     (out,) = run_program(runtime, program, torch.from_numpy(x))
-    np.testing.assert_allclose(out, binary_reference.binary_linear(x, signs, alpha, beta), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, binary_reference.binary_linear_int8(x, signs, alpha, beta), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_selective_scan_kernel_matches_spec(runtime):

@@ -89,7 +89,7 @@ def test_binary_matches_the_spec(library, k, kq, n):
     data = model_bytes([node], [tensor(v, t) for v, t in zip("xwab", (F32, U8, F32, F32))], [tensor("y", F32)])
     w_signs = binary_reference.pack_signs(signs, kq)
     y = session(data, library).run(None, {"x": x, "w": w_signs, "a": alpha, "b": beta})[0]
-    reference = binary_reference.binary_linear(x, signs, alpha, beta)
+    reference = binary_reference.binary_linear_int8(x, signs, alpha, beta, kq)
     assert y.shape == (1, 4, n)
     assert np.abs(y - reference).max() <= 1e-5 * np.abs(reference).max()
 
@@ -167,8 +167,8 @@ def step_reference(weights, ids):
     b, c = (weights[name][ids].reshape(1, len(ids), G, N) for name in ("EB", "EC"))
     y, _ = scan_reference.selective_scan(u.reshape(1, len(ids), H, P), dt[None], weights["A"], b, c, weights["D"],
                           np.zeros((1, H, P, N)))
-    return binary_reference.binary_linear(y.reshape(len(ids), H * P), weights["S"], weights["alpha"],
-                                          weights["beta"])
+    return binary_reference.binary_linear_int8(y.reshape(len(ids), H * P), weights["S"], weights["alpha"],
+                                               weights["beta"], 3)
 
 
 @pytest.fixture(scope="module")

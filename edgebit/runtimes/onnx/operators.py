@@ -280,18 +280,27 @@ class PortableTernaryLinear(nn.Module):
 
 
 class PortableBinaryLinear(nn.Module):
-    """``edgebit::binary_linear``: ``sign(W) @ (alpha * x)`` through MatMulNBits (+1 -> code 3, -1 -> code 1) plus
-    the rank-1 ``beta . x`` term."""
+    """``edgebit::binary_linear``: the SPEC's per-plane int8 activations with standard ops (ONNX ``Round`` is half to
+    even, as torch.round), dequantized, then ``sign(W) @ v`` through MatMulNBits' float path (+1 -> code 3, -1 ->
+    code 1; the per-plane scales leave no single activation scale for its int8 path) plus the rank-1 ``beta . x``."""
 
     def __init__(self, layer):
         super().__init__()
         self.matmul = MatMulNBits(layer.signs(), int8_inputs=False)
+        self.in_features, self.plane_columns = layer.in_features, layer.w_signs.shape[1]
         self.register_buffer("alpha", layer.alpha.detach().float().reshape(-1).clone())
         self.register_buffer("beta", layer.beta.detach().float().reshape(-1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        return self.matmul(x * self.alpha) + (x * self.beta).sum(-1, keepdim=True)
+        v = F.pad(x * self.alpha, (0, 8 * self.plane_columns - self.in_features))
+        planes = v.unflatten(-1, (8, self.plane_columns))
+        amax = planes.abs().amax(-1, keepdim=True)
+        inverse = torch.where(amax > 0, 127.0 / torch.where(amax > 0, amax, torch.ones_like(amax)),
+                              torch.zeros_like(amax))
+        codes = torch.round(planes * inverse).clamp(-127, 127)
+        dequantized = (codes * (amax / 127.0)).flatten(-2)[..., :self.in_features]
+        return self.matmul(dequantized) + (x * self.beta).sum(-1, keepdim=True)
 
 
 class PortableQuantizedTable(nn.Module):

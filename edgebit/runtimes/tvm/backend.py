@@ -72,7 +72,7 @@ def _converters(target: Target, extern: ExternKernels):
     from tvm import relax
 
     from edgebit.runtimes.tvm.dense_kernel import dense_kernel
-    from edgebit_ops.binary_matmul.tvm_kernel import binary_linear_kernel
+    from edgebit_ops.binary_matmul import tvm_kernel as binary_kernels
     from edgebit_ops.grouped_attention import tvm_kernel as attention_kernels
     from edgebit_ops.int8_matmul import tvm_kernel as int8_kernels
     from edgebit_ops.q4_matmul import tvm_kernel as q4_kernels
@@ -165,9 +165,15 @@ def _converters(target: Target, extern: ExternKernels):
         out_features, packed_columns = (int(v) for v in w_signs.ty.shape)
         x2 = builder.emit(relax.op.reshape(x, [-1, in_features]))
         name = f"binary_linear_{out_features}x{in_features}"
-        gv = builder.add_func(binary_linear_kernel(out_features, in_features, packed_columns, name), name)
-        y2 = builder.emit(relax.call_tir(gv, [x2, w_signs, alpha, beta],
-                                         relax.TensorType([x2.ty.shape[0], out_features], "float32")))
+        if runs_cpp_kernels(target):
+            extern.use(binary_kernels.EXTERN_SOURCE)
+            gv = builder.add_func(binary_kernels.binary_extern_kernel(out_features, in_features, packed_columns, name),
+                                  name)
+            y2 = builder.emit(relax.call_tir(gv, [x2, w_signs, alpha, beta],
+                                             relax.TensorType([x2.ty.shape[0], out_features], "float32")))
+        else:
+            y2 = builder.emit_te(binary_kernels.binary_linear_te, x2, w_signs, alpha, beta, in_features,
+                                 primfunc_name_hint=name)
         return builder.emit(relax.op.reshape(y2, leading + [out_features]))
 
     def convert_scan(node, importer):
