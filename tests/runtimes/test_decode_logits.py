@@ -38,13 +38,13 @@ def families(work):
     ids = np.random.default_rng(8).integers(0, BITNET_SHAPE.vocab, (1, PREFILL + DECODE), dtype=np.int64)
     bitnet_reference = transformers_logits(checkpoint, torch.from_numpy(ids)).numpy()
 
-    bimamba = random_bimamba(SHAPES["groups2"], seed=9)
-    twin = transformers_twin(bimamba)
+    bimamba = random_bimamba(SHAPES["groups2"], seed=9).pack()
+    twin = transformers_twin(bimamba)  # its projections quantize as the packed layers do
     mamba_ids = np.random.default_rng(9).integers(0, bimamba.config.vocab_size, (1, PREFILL + DECODE),
                                                   dtype=np.int64)
     with torch.no_grad():
         mamba_reference = twin(torch.from_numpy(mamba_ids)).logits.numpy()
-    return {"bitnet": (bitnet, ids, bitnet_reference), "bimamba": (bimamba.pack(), mamba_ids, mamba_reference)}
+    return {"bitnet": (bitnet, ids, bitnet_reference), "bimamba": (bimamba, mamba_ids, mamba_reference)}
 
 
 def step_bounds():
