@@ -32,6 +32,36 @@ inline __m512i DotCodes(const uint8_t* w, const int8_t* q, int64_t block, int64_
     acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(w + *i), _mm512_loadu_si512(q + *i));
   return acc;
 }
+
+// Prefill: kRows rows x kTokens tokens at a time (8 int32 + 8 float accumulators, 2 rows and 4 tokens of operands in
+// 32 zmm registers), so each load of a row's codes serves 4 tokens and each load of a token's codes 2 rows; the row
+// at a time loop loads both for every product. out[r * kTokens + t] is RowDot's result for row r and token t.
+constexpr int64_t kRows = 2, kTokens = 4;
+inline void BlockDot(const uint8_t* w, int64_t padded, const int8_t* q, const float* d, int64_t blocks,
+                     int64_t block, const float* q_sum_scaled, float* out) {
+  __m512 totals[kRows][kTokens];
+  for (auto& row : totals)
+    for (auto& total : row) total = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i dots[kRows][kTokens];
+    for (auto& row : dots)
+      for (auto& dot : row) dot = _mm512_setzero_si512();
+    for (int64_t i = b * block; i < (b + 1) * block; i += 64) {
+      __m512i codes[kRows], acts[kTokens];
+      for (int64_t r = 0; r < kRows; ++r) codes[r] = _mm512_loadu_si512(w + r * padded + i);
+      for (int64_t t = 0; t < kTokens; ++t) acts[t] = _mm512_loadu_si512(q + t * padded + i);
+      for (int64_t r = 0; r < kRows; ++r)
+        for (int64_t t = 0; t < kTokens; ++t) dots[r][t] = _mm512_dpbusd_epi32(dots[r][t], codes[r], acts[t]);
+    }
+    for (int64_t t = 0; t < kTokens; ++t) {
+      const __m512 scale = _mm512_set1_ps(d[t * blocks + b]);
+      for (int64_t r = 0; r < kRows; ++r)
+        totals[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[r][t]), scale, totals[r][t]);
+    }
+  }
+  for (int64_t r = 0; r < kRows; ++r)
+    for (int64_t t = 0; t < kTokens; ++t) out[r * kTokens + t] = _mm512_reduce_add_ps(totals[r][t]) - q_sum_scaled[t];
+}
 }  // namespace avx512vnni
 #endif
 
@@ -153,7 +183,26 @@ void Run(const Problem& p, Parallel&& parallel) {
                                    d.data() + t * blocks);
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(p.padded, 1));  // ~64 KiB of weights a task
   parallel(p.n, grain, [&](RowRange rows) {
-    for (int64_t row = rows.begin; row < rows.end; ++row) {
+    int64_t row = rows.begin;
+#if defined(EDGEBIT_AVX512VNNI)
+    namespace vnni = avx512vnni;
+    for (; p.block % 64 == 0 && p.tokens >= vnni::kTokens && row + vnni::kRows <= rows.end; row += vnni::kRows) {
+      int64_t t = 0;
+      for (; t + vnni::kTokens <= p.tokens; t += vnni::kTokens) {
+        float out[vnni::kRows * vnni::kTokens];
+        vnni::BlockDot(p.w + row * p.padded, p.padded, q.data() + t * p.padded, d.data() + t * blocks, blocks,
+                       p.block, correction.data() + t, out);
+        for (int64_t r = 0; r < vnni::kRows; ++r)
+          for (int64_t u = 0; u < vnni::kTokens; ++u)
+            p.out[(t + u) * p.n + row + r] = out[r * vnni::kTokens + u] * p.w_scale[row + r];
+      }
+      for (; t < p.tokens; ++t)
+        for (int64_t r = 0; r < vnni::kRows; ++r)
+          p.out[t * p.n + row + r] = RowDot(p.w + (row + r) * p.padded, q.data() + t * p.padded,
+                                            d.data() + t * blocks, correction[t], blocks, p.block) * p.w_scale[row + r];
+    }
+#endif
+    for (; row < rows.end; ++row) {
       const uint8_t* w = p.w + row * p.padded;
       for (int64_t t = 0; t < p.tokens; ++t)
         p.out[t * p.n + row] = RowDot(w, q.data() + t * p.padded, d.data() + t * blocks, correction[t], blocks,
