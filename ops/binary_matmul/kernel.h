@@ -214,11 +214,8 @@ void Run(const Problem& p, Parallel&& parallel) {
       int64_t r = rows.begin;
 #if defined(EDGEBIT_AVX512VNNI)
       for (; r + avx512vnni::kRows <= rows.end; r += avx512vnni::kRows)
-        for (int64_t t = first; t < last; ++t) {
-          float out[avx512vnni::kRows];
-          avx512vnni::Dot<avx512vnni::kRows>(p.w + r * p.kq, p.kq, tokens[t], out);
-          for (int64_t i = 0; i < avx512vnni::kRows; ++i) p.out[t * p.n + r + i] = out[i];
-        }
+        for (int64_t t = first; t < last; ++t)
+          avx512vnni::Dot<avx512vnni::kRows>(p.w + r * p.kq, p.kq, tokens[t], p.out + t * p.n + r);
       for (; r < rows.end; ++r)
         for (int64_t t = first; t < last; ++t) avx512vnni::Dot<1>(p.w + r * p.kq, p.kq, tokens[t], p.out + t * p.n + r);
 #else

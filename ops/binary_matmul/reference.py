@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from edgebit_ops.int8_matmul.reference import quantize_blocks
+
 BITS = 8
 _lib = torch.library.Library("edgebit", "FRAGMENT")
 _lib.define("binary_linear(Tensor x, Tensor w_signs, Tensor alpha, Tensor beta, int in_features) -> Tensor")
@@ -33,21 +35,11 @@ def unpack_signs(packed: torch.Tensor, in_features: int) -> torch.Tensor:
     return planes.to(torch.int8) * 2 - 1
 
 
-def quantize_planes(v: torch.Tensor, kq: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """SPEC steps 1-2: scaled activations v [M, K] -> (q float [M, 8, Kq] holding int8 values, d [M, 8, 1]), one
-    absmax scale per plane of Kq columns (columns from K on are 0)."""
-    v = torch.nn.functional.pad(v.float(), (0, BITS * kq - v.shape[-1]))
-    planes = v.reshape(v.shape[0], BITS, kq)
-    amax = planes.abs().amax(dim=-1, keepdim=True)
-    inverse = torch.where(amax > 0, 127.0 / torch.where(amax > 0, amax, torch.ones_like(amax)), torch.zeros_like(amax))
-    return torch.round(planes * inverse).clamp(-127, 127), amax / 127.0  # torch.round: half to even
-
-
 def binary_linear_reference(x, w_signs, alpha, beta, in_features):
     leading = x.shape[:-1]
     n, kq = w_signs.shape
     x = x.float().reshape(-1, in_features)
-    q, d = quantize_planes(x * alpha.reshape(-1), kq)
+    q, d = quantize_blocks(x * alpha.reshape(-1), BITS * kq, kq)  # SPEC steps 1-2: the planes are the blocks
     dots = torch.zeros(x.shape[0], n, dtype=torch.float64)
     for j in range(BITS):  # P_j = sum of plane j's codes where the sign is +1: exact in float32 (|P_j| < 2^24)
         positive = q[:, j] @ ((w_signs >> j) & 1).float().T

@@ -31,6 +31,7 @@ import edgebit_ops.binary_matmul  # noqa: F401 (registers the torch ops translat
 import edgebit_ops.selective_scan  # noqa: F401
 import edgebit_ops.ternary_matmul  # noqa: F401
 from edgebit_ops.int8_matmul import block_size_for
+from edgebit_ops.int8_matmul.reference import quantize_blocks
 
 DOMAIN = "edgebit"
 DOMAIN_VERSION = 1
@@ -293,13 +294,9 @@ class PortableBinaryLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        v = F.pad(x * self.alpha, (0, 8 * self.plane_columns - self.in_features))
-        planes = v.unflatten(-1, (8, self.plane_columns))
-        amax = planes.abs().amax(-1, keepdim=True)
-        inverse = torch.where(amax > 0, 127.0 / torch.where(amax > 0, amax, torch.ones_like(amax)),
-                              torch.zeros_like(amax))
-        codes = torch.round(planes * inverse).clamp(-127, 127)
-        dequantized = (codes * (amax / 127.0)).flatten(-2)[..., :self.in_features]
+        codes, scales = quantize_blocks((x * self.alpha).reshape(-1, self.in_features), 8 * self.plane_columns,
+                                        self.plane_columns)  # SPEC steps 1-2: the planes are the blocks
+        dequantized = (codes * scales).flatten(-2)[:, :self.in_features].reshape(x.shape)
         return self.matmul(dequantized) + (x * self.beta).sum(-1, keepdim=True)
 
 
