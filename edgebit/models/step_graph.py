@@ -1,9 +1,11 @@
 """The one function every runtime backend exports: a model's recurrent ``step`` with explicit state.
 
-Each family builds its own (``Family.step_graph``): BitNet ``step(tokens [1, T], position [1], key_cache.0,
-value_cache.0, ...) -> (logits [1, T, V], new cache rows...)``, Bi-Mamba ``step(tokens [1, T], conv_state.0,
-ssm_state.0, ...) -> (logits, states...)``: one state tensor per layer and kind, each an input and the matching
-output. A state is either replaced by its output (Bi-Mamba) or, as BitNet's KV caches, *appended to*: the runner owns
+Each family builds its own (``Family.step_graph``): BitNet ``step(tokens [1, T], position [1], logit_rows [R],
+key_cache.0, value_cache.0, ...) -> (logits [1, R, V], new cache rows...)``, Bi-Mamba ``step(tokens [1, T],
+logit_rows [R], conv_state.0, ssm_state.0, ...) -> (logits, states...)``: one state tensor per layer and kind, each an
+input and the matching output. ``logit_rows`` picks the tokens whose logits the step computes (:func:`logit_rows`):
+all T to score a prompt, only the last one to prefill before generating, which skips R - 1 of the output head's
+products (the head is a [V, hidden] matrix: at a 128K vocabulary a fifth of a prompt token's work). A state is either replaced by its output (Bi-Mamba) or, as BitNet's KV caches, *appended to*: the runner owns
 a buffer of ``max_seq_len`` rows, passes its filled rows and writes the returned new rows after them
 (``StepGraph.state_kinds``; :class:`StepStates` does it on the host). T (and the filled length) are symbolic, so one
 graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
@@ -41,6 +43,9 @@ class StepGraph:
     # Per state: its numpy dtype name ("float32", or "float16" for a KV cache stored at half precision). Empty: every
     # state is float32.
     state_dtypes: list[str] = field(default_factory=list)
+    # Whether the step takes ``logit_rows`` (after the position): every family's step does; ExecuTorch's LLM-runner
+    # form (a fixed signature) returns every token's logits.
+    takes_logit_rows: bool = False
 
     def kind(self, index: int) -> str:
         return self.state_kinds[index] if self.state_kinds else "replace"
@@ -50,7 +55,8 @@ class StepGraph:
 
     @property
     def input_names(self) -> list[str]:
-        return ["tokens", *(["position"] if self.takes_position else []), *self.state_names]
+        return ["tokens", *(["position"] if self.takes_position else []),
+                *(["logit_rows"] if self.takes_logit_rows else []), *self.state_names]
 
     @property
     def output_names(self) -> list[str]:
@@ -59,7 +65,8 @@ class StepGraph:
     def runner_conf(self) -> str:
         """model.conf for the device runners: input kinds, the longest sequence, the vocabulary, one line per
         state shape, led by its dtype when it is not float32 (read strictly by runtimes/runner_driver.h)."""
-        lines = ["inputs tokens" + (" position" if self.takes_position else ""), f"max_seq_len {self.max_seq_len}",
+        lines = [" ".join(["inputs", *self.input_names[:len(self.input_names) - len(self.state_names)]]),
+                 f"max_seq_len {self.max_seq_len}",
                  f"vocab_size {self.vocab_size}"]
         lines += [" ".join([("cache" if self.kind(i) == "append" else "state"),
                             *([self.dtype(i)] if self.dtype(i) != "float32" else []), *map(str, shape)])
@@ -121,6 +128,18 @@ def step_graph(model, max_seq_len: int) -> StepGraph:
 # most this many (runtimes/runner_driver.h kPrefillChunk, the same value). A program whose memory is planned for its
 # largest shapes (ExecuTorch) is planned for this many tokens, not for the whole context.
 TOKENS_PER_STEP = 64
+
+
+def logit_rows(count: int, last_only: bool = False):
+    """The ``logit_rows`` input of a step over ``count`` tokens: every token's index, or the last one's."""
+    return torch.arange(count - 1 if last_only else 0, count, dtype=torch.long)
+
+
+def logit_rows_dim(max_seq_len: int, most: int | None = None):
+    """The symbolic length of ``logit_rows``: 1 to as many as the step's tokens."""
+    from torch.export import Dim
+
+    return Dim("logit_rows", min=1, max=min(max_seq_len, most or max_seq_len))
 
 
 def token_dim(max_seq_len: int, most: int | None = None):

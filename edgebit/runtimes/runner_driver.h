@@ -3,9 +3,9 @@
 //
 //   Model(const std::string& runtime_dir, const RunnerConf& conf);  // loads the model file from the directory
 //   void ResetState();                                 // zero the recurrent state (KV caches / conv + SSM states)
-//   const float* Step(const int64_t* tokens, int64_t count, int64_t position, int64_t* vocab);
-//       // runs `count` tokens from `position`, carries the state, returns logits [count, vocab] (valid until the
-//       // next Step)
+//   const float* Step(const int64_t* tokens, int64_t count, int64_t position, bool last_only, int64_t* vocab);
+//       // runs `count` tokens from `position`, carries the state, returns logits [count, vocab], or [1, vocab] of
+//       // the last token with `last_only` (valid until the next Step; LogitRowsInput / LastOnly below)
 //
 // and its main() returns edgebit::RunnerMain<Model>(argc, argv, "edgebit-runner (RUNTIME)").
 //
@@ -18,10 +18,11 @@
 //                --eos ID (stop when it is picked; not written) --stream (each token id on stdout as it comes)
 //       Sampling follows edgebit/sampling.py step by step, so a seed picks the same tokens as on the host.
 //
-// model.conf: "inputs tokens [position]", "max_seq_len N", "vocab_size V" and one line per recurrent state, in
+// model.conf: "inputs tokens [position] [logit_rows]", "max_seq_len N", "vocab_size V" and one line per recurrent state, in
 // argument order: "state D0 D1 ..." (the step returns the whole next state, which replaces it) or "cache S D1 ..."
 // (a buffer of S = max_seq_len rows the runner owns: the step takes its filled prefix [P, D1, ...], a view, and
-// returns the T new rows, which the runner writes at row P; see AppendCaches). A state's dimensions may be led by its
+// returns the T new rows, which the runner writes at row P; see AppendCaches). A step that takes "logit_rows" (int64
+// [R], after the position) returns the logits of those R tokens only: generate asks for the last token's alone. A state's dimensions may be led by its
 // element type, "float16" or "float32" (the default): "cache float16 S D1 ...". Timings and the runner's peak resident
 // memory go to stdout as one JSON line.
 //
@@ -249,6 +250,7 @@ inline void WriteNpy(const std::string& path, const std::string& descr, const st
 // ---- model.conf ----
 struct RunnerConf {
   bool takes_position = false;
+  bool takes_logit_rows = false;  // the step's "logit_rows" input: which tokens' logits it computes
   int64_t max_seq_len = 0;
   int64_t vocab_size = 0;
   std::vector<std::vector<int64_t>> state_shapes;
@@ -275,9 +277,12 @@ inline RunnerConf ReadConf(const std::string& path) {
     std::vector<std::string> values;
     for (std::string value; fields >> value;) values.push_back(value);
     if (key == "inputs" && !have_inputs) {
-      if (values.empty() || values[0] != "tokens" || values.size() > 2 || (values.size() == 2 && values[1] != "position"))
-        throw InputError(where + ": expected 'inputs tokens' or 'inputs tokens position'");
-      conf.takes_position = values.size() == 2;
+      size_t next = 1;  // the optional inputs, in their order
+      auto optional = [&](const char* name) { return values.size() > next && values[next] == name && ++next > 0; };
+      conf.takes_position = optional("position");
+      conf.takes_logit_rows = optional("logit_rows");
+      if (values.empty() || values[0] != "tokens" || values.size() != next)
+        throw InputError(where + ": expected 'inputs tokens [position] [logit_rows]'");
       have_inputs = true;
     } else if ((key == "max_seq_len" && conf.max_seq_len == 0) || (key == "vocab_size" && conf.vocab_size == 0)) {
       if (values.size() != 1) throw InputError(where + ": expected '" + key + " N'");
@@ -508,6 +513,24 @@ inline long long PeakResidentBytes() {
 // programs are planned for steps of that many tokens.
 constexpr int64_t kPrefillChunk = 64;
 
+// The "logit_rows" input of a step over `count` tokens (model.conf): every token's index, or the last one's.
+inline std::vector<int64_t> LogitRowsInput(int64_t count, bool last_only) {
+  std::vector<int64_t> rows;
+  for (int64_t i = last_only ? count - 1 : 0; i < count; ++i) rows.push_back(i);
+  return rows;
+}
+
+// What Step returns from a program's logits of `rows` rows for `count` tokens: the last token's row with `last_only`
+// (a program without "logit_rows" computed them all), after checking the program returned the rows it was asked for.
+inline const float* LastOnly(const float* logits, int64_t rows, int64_t count, bool last_only, int64_t vocab,
+                             const RunnerConf& conf) {
+  const int64_t expected = last_only && conf.takes_logit_rows ? 1 : count;
+  if (rows != expected)
+    throw std::runtime_error("the model returns logits for " + std::to_string(rows) + " tokens, not " +
+                             std::to_string(expected));
+  return last_only ? logits + (rows - 1) * vocab : logits;
+}
+
 template <class Model>
 int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in_path, const std::string& out_path) {
   Array ids = ReadIds(in_path, conf);
@@ -521,7 +544,7 @@ int Logits(const std::string& dir, const RunnerConf& conf, const std::string& in
     const std::vector<int64_t> tokens = Tokens(ids, b);
     for (int64_t done = 0; done < length; done += kPrefillChunk) {  // as generate prefills
       const int64_t chunk = std::min(kPrefillChunk, length - done);
-      const float* p = model.Step(tokens.data() + done, chunk, done, &vocab);
+      const float* p = model.Step(tokens.data() + done, chunk, done, /*last_only=*/false, &vocab);
       CheckVocab(vocab, conf);
       logits.insert(logits.end(), p, p + chunk * vocab);
     }
@@ -553,15 +576,14 @@ int Generate(const std::string& dir, const RunnerConf& conf, const std::string& 
   const float* logits = nullptr;
   for (int64_t done = 0; done < length; done += kPrefillChunk) {
     const int64_t chunk = std::min(kPrefillChunk, length - done);
-    logits = model.Step(seen.data() + done, chunk, done, &vocab);
+    logits = model.Step(seen.data() + done, chunk, done, /*last_only=*/true, &vocab);  // the last token's row
     CheckVocab(vocab, conf);
   }
-  const int64_t last_row = (length - 1) % kPrefillChunk;  // the prompt's last token in the last chunk's logits
   double prefill = 0.0;
   int64_t decoded = 0;
   auto decode_start = start;
   for (int64_t i = 0; i < count; ++i) {
-    const int64_t token = sampler.Pick(logits + (i == 0 ? last_row : 0) * vocab, vocab, seen);
+    const int64_t token = sampler.Pick(logits, vocab, seen);
     if (i == 0) {
       prefill = Seconds(start);
       decode_start = std::chrono::steady_clock::now();
@@ -571,7 +593,7 @@ int Generate(const std::string& dir, const RunnerConf& conf, const std::string& 
     seen.push_back(token);
     if (options.stream) std::cout << "{\"token\": " << token << "}" << std::endl;
     if (i + 1 < count) {
-      logits = model.Step(&token, 1, length + i, &vocab);
+      logits = model.Step(&token, 1, length + i, /*last_only=*/true, &vocab);
       ++decoded;
     }
   }

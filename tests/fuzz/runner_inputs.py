@@ -66,7 +66,9 @@ def npy_seeds() -> list[bytes]:
 CONF_SEEDS = ["inputs tokens position\nmax_seq_len 64\nvocab_size 1000\nstate 1 2 64 8\nstate 1 2 64 8\n",
               "inputs tokens\nmax_seq_len 256\nvocab_size 512\nstate 1 96 4\nstate 1 4 8 16\n",
               "# comment\n\ninputs tokens\nvocab_size 7\nmax_seq_len 1\n",
-              "inputs tokens position\nmax_seq_len 64\nvocab_size 1000\ncache float16 64 4 32\ncache float32 64 4 32\n"]
+              "inputs tokens position\nmax_seq_len 64\nvocab_size 1000\ncache float16 64 4 32\ncache float32 64 4 32\n",
+              "inputs tokens position logit_rows\nmax_seq_len 64\nvocab_size 1000\ncache float16 64 4 32\n",
+              "inputs tokens logit_rows\nmax_seq_len 256\nvocab_size 512\nstate 1 96 4\n"]
 
 
 # ---- mutations ----
@@ -176,7 +178,8 @@ def conf_case(rng: random.Random) -> bytes:
         elif choice == 3:
             lines.insert(rng.randrange(len(lines) + 1), rng.choice(
                 ["state", "state " + " ".join(["2"] * rng.randrange(1, 12)), "inputs", "inputs position tokens",
-                 "inputs tokens tokens", "vocab_size", "max_seq_len 1 2", "unknown 3", "\x00\xff", "#",
+                 "inputs tokens tokens", "inputs tokens logit_rows position", "vocab_size", "max_seq_len 1 2",
+                 "unknown 3", "\x00\xff", "#",
                  "state 65536 65536 65536", "state " + "1 " * 300]))
         elif choice == 4 and lines:
             at = rng.randrange(len(lines))

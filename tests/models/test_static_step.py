@@ -7,7 +7,7 @@ import torch
 import edgebit
 from edgebit.models.bitnet.step import AppendCacheStep
 from edgebit.models.kv_cache import set_kv_cache_precision
-from edgebit.models.step_graph import StepStates, step_graph
+from edgebit.models.step_graph import StepStates, logit_rows, step_graph
 from hf_checkpoints import TinyShape, write_packed
 
 
@@ -21,15 +21,18 @@ def test_prefill_and_decode_match_the_eager_model(tmp_path, kv_cache):
     step = AppendCacheStep(model, max_seq_len=20)
     ids = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(0))
     full = model(ids)
-    logits, *rows = step(ids, torch.tensor([0]), *step.empty_prefix())
+    logits, *rows = step(ids, torch.tensor([0]), logit_rows(12), *step.empty_prefix())
     torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
+    last, *_ = step(ids, torch.tensor([0]), logit_rows(12, last_only=True), *step.empty_prefix())
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-5)  # generate's prefill: the last row alone
     assert len(rows) == 2 * model.config.num_hidden_layers and all(r.shape == (12, 2, 12) for r in rows)
     assert all(r.dtype == (torch.float16 if kv_cache == "fp16" else torch.float32) for r in rows)
 
     states = StepStates(step_graph(model, 20), torch.from_numpy)  # the runner's buffers of 20 rows
     outputs = []
     for start, stop in [(0, 5), *((t, t + 1) for t in range(5, 12))]:
-        out, *new_rows = step(ids[:, start:stop], torch.tensor([start]), *states.inputs(start))
+        out, *new_rows = step(ids[:, start:stop], torch.tensor([start]), logit_rows(stop - start),
+                              *states.inputs(start))
         states.update(new_rows, start)
         outputs.append(out)
     torch.testing.assert_close(torch.cat(outputs, dim=1), full, rtol=1e-5, atol=1e-5)

@@ -7,7 +7,7 @@ import ctypes
 
 import numpy as np
 
-from edgebit.models.step_graph import StepStates
+from edgebit.models.step_graph import StepStates, logit_rows
 import pytest
 import torch
 
@@ -85,6 +85,7 @@ def executorch_steps(model, work, name):
     def run(ids, position, program=program):  # the module reads the program's buffer: keep it alive
         nonlocal states
         position_input = [torch.tensor([position], dtype=torch.long)] if graph.takes_position else []
+        position_input += [logit_rows(ids.shape[1])] if graph.takes_logit_rows else []
         logits, *states = module.forward((torch.from_numpy(ids).contiguous(), *position_input, *states))
         states = [s.clone() for s in states]  # outputs may alias the program's planned memory
         return logits.numpy().copy()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import edgebit
+from edgebit.models.step_graph import logit_rows
 from edgebit.validate.agreement import compare_logits
 from edgebit.runtimes.executorch import backend as executorch_backend
 from edgebit.devices import open_device
@@ -186,6 +187,7 @@ def python_logits(runtime, exported, ids):
     for row in ids:
         states = [torch.zeros(shape) for shape in exported.graph.state_shapes]
         position = [torch.zeros(1, dtype=torch.long)] if exported.graph.takes_position else []
+        position += [logit_rows(len(row))] if exported.graph.takes_logit_rows else []
         rows.append(run_program(runtime, exported.program, torch.from_numpy(row[None]), *position, *states)[0][0])
     return np.stack(rows)
 

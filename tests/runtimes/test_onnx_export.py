@@ -75,6 +75,7 @@ def run_steps(session, ids, model):
         feeds = {"tokens": ids[:, start:stop]}
         if "position" in inputs:
             feeds["position"] = np.array([start], np.int64)
+        feeds["logit_rows"] = np.arange(stop - start, dtype=np.int64)
         feeds.update(zip([n for n in inputs if n not in feeds], states.inputs(start)))
         out = session.run(None, feeds)
         logits.append(out[0])

@@ -1,6 +1,7 @@
 """Bi-Mamba as one pure tensor function with explicit recurrent state: what torch.export and the device need.
 
-``step(tokens [1, T], conv_0 [1, C, K], ssm_0 [1, H, P, N], conv_1, ...) -> (logits [1, T, V], conv_0, ssm_0, ...)``.
+``step(tokens [1, T], logit_rows [R], conv_0 [1, C, K], ssm_0 [1, H, P, N], conv_1, ...) -> (logits [1, R, V], conv_0,
+ssm_0, ...)``, the logits of the R tokens ``logit_rows`` names (edgebit.models.step_graph.logit_rows).
 Prefill is a step over the prompt from zero states, decode a step of one token; T is symbolic when exported. The
 conv state holds the last K inputs of a layer's causal conv1d, the SSM state the scan's state. Each layer's states
 are separate inputs and outputs (as ONNX Runtime GenAI lays them out; stacking them would copy every state on every
@@ -15,7 +16,7 @@ from torch import nn
 
 from edgebit.models.bimamba.model import BiMambaForCausalLM
 from edgebit.models.head import output_logits
-from edgebit.models.step_graph import StepGraph, token_dim
+from edgebit.models.step_graph import StepGraph, logit_rows, logit_rows_dim, token_dim
 
 
 class BiMambaStep(nn.Module):
@@ -36,7 +37,7 @@ class BiMambaStep(nn.Module):
         """Zero states in argument order: conv and SSM state of layer 0, then of layer 1, ..."""
         return [torch.zeros(shape) for shape in self.state_shapes]
 
-    def forward(self, tokens: torch.Tensor, *states: torch.Tensor):
+    def forward(self, tokens: torch.Tensor, logit_rows: torch.Tensor, *states: torch.Tensor):
         model = self.model
         c = model.config
         t = tokens.shape[1]
@@ -56,13 +57,15 @@ class BiMambaStep(nn.Module):
                                  C.reshape(1, t, c.n_groups, c.state_size), mixer.D, states[2 * i + 1])
             updated.append(final)
             x = x + mixer.out_proj(mixer.norm(y.reshape(1, t, -1), z))
+        x = x.index_select(1, logit_rows)
         return output_logits(model.norm_f(x), model.embeddings, model.lm_head), *updated
 
 
 def bimamba_step_graph(model: BiMambaForCausalLM, max_seq_len: int) -> StepGraph:
-    """``step(tokens, conv_state.0, ssm_state.0, ...)`` with example inputs for torch.export."""
+    """``step(tokens, logit_rows, conv_state.0, ssm_state.0, ...)`` with example inputs for torch.export."""
     step = BiMambaStep(model).eval()
     states = step.empty_state()
-    return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), *states),
-                     ({1: token_dim(max_seq_len)}, tuple(None for _ in states)), step.state_names,
-                     [tuple(s.shape) for s in states], False, max_seq_len, model.config.vocab_size)
+    return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), logit_rows(2), *states),
+                     ({1: token_dim(max_seq_len)}, {0: logit_rows_dim(max_seq_len)}, tuple(None for _ in states)),
+                     step.state_names, [tuple(s.shape) for s in states], False, max_seq_len,
+                     model.config.vocab_size, takes_logit_rows=True)

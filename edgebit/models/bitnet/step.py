@@ -1,8 +1,9 @@
 """BitNet b1.58 as one pure tensor function whose KV cache the device runner owns: what torch.export and the device
 need.
 
-``step(tokens [1, T], position [1], key_0, value_0, key_1, ...) -> (logits [1, T, V], key_0, value_0, ...)``
-processes T new tokens that start at absolute position ``position`` (:class:`AppendCacheStep`). Each cache input is
+``step(tokens [1, T], position [1], logit_rows [R], key_0, value_0, key_1, ...) -> (logits [1, R, V], key_0,
+value_0, ...)`` processes T new tokens that start at absolute position ``position`` (:class:`AppendCacheStep`) and
+returns the logits of the R tokens ``logit_rows`` names (edgebit.models.step_graph.logit_rows). Each cache input is
 the filled prefix ``[P, Hkv, D]`` of the runner's buffer (P = position) and each cache output the T new rows, which
 the runner appends: prefill is ``step(prompt, 0, empty prefixes)``, decode ``step(one token, n, prefixes of n
 rows)``. T and P are symbolic when exported, so one compiled function serves both and a step costs what the tokens
@@ -25,7 +26,7 @@ from torch import nn
 
 from edgebit.models.bitnet.model import BitNetForCausalLM, apply_rope
 from edgebit.models.head import output_logits
-from edgebit.models.step_graph import TOKENS_PER_STEP, StepGraph, token_dim
+from edgebit.models.step_graph import TOKENS_PER_STEP, StepGraph, logit_rows, logit_rows_dim, token_dim
 from edgebit_ops.grouped_attention import GroupedAttention, attention_over_slots
 from torch.export import Dim
 
@@ -36,8 +37,9 @@ def _repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x[:, :, None].expand(b, kv_heads, num_heads // kv_heads, s, d).reshape(b, num_heads, s, d)
 
 
-def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Tensor, attend):
-    """Logits of ``tokens`` starting at ``position``. ``attend(layer, positions, q, k, v)`` gets the layer's rotated
+def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Tensor, attend,
+             logit_rows: torch.Tensor | None = None):
+    """Logits of ``tokens`` starting at ``position`` (of the tokens ``logit_rows`` indexes, when given). ``attend(layer, positions, q, k, v)`` gets the layer's rotated
     queries [1, H, T, D] and new keys and values [1, Hkv, T, D] (float32), stores the latter in its cache (in the
     layer's ``cache_dtype``, which is what attention then reads) and returns the attention output [1, T, H * D]."""
     t = tokens.shape[1]
@@ -54,11 +56,14 @@ def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Ten
         out = attend(i, positions, q, k, v)
         x = x + attn.o_proj(attn.attn_sub_norm(out))
         x = x + layer.mlp(layer.post_attention_layernorm(x))
+    if logit_rows is not None:
+        x = x.index_select(1, logit_rows)
     return output_logits(model.norm(x), model.embed_tokens, model.lm_head)
 
 
 class AppendCacheStep(nn.Module):
-    """``step(tokens [1, T], position [1], key_0, value_0, ...) -> (logits [1, T, V], key_0', value_0', ...)`` with
+    """``step(tokens [1, T], position [1], logit_rows [R], key_0, value_0, ...) -> (logits [1, R, V], key_0',
+    value_0', ...)`` with
     the device runner owning the KV cache: each cache input is the filled prefix ``[P, Hkv, D]`` (P = position; the
     runner passes a view of its ``[max_seq_len, Hkv, D]`` buffer, position-major so a prefix is contiguous), each
     output the T new rows ``[T, Hkv, D]``, which the runner writes at row P. A step therefore costs what the tokens
@@ -80,7 +85,7 @@ class AppendCacheStep(nn.Module):
         """Cache inputs of ``length`` rows (zeros) in argument order: key and value of layer 0, then of layer 1, ..."""
         return [torch.zeros((length, *self.cache_shape[1:]), dtype=self.cache_dtype) for _ in self.state_names]
 
-    def forward(self, tokens: torch.Tensor, position: torch.Tensor, *prefixes: torch.Tensor):
+    def forward(self, tokens: torch.Tensor, position: torch.Tensor, logit_rows: torch.Tensor, *prefixes: torch.Tensor):
         new_rows = []
 
         def attend(i, positions, q, k, v):
@@ -90,7 +95,7 @@ class AppendCacheStep(nn.Module):
             new_rows.extend((k_rows, v_rows))
             return self.attention(q, prefixes[2 * i], prefixes[2 * i + 1], k_rows, v_rows, positions)
 
-        logits = _decoder(self.model, tokens, position, attend)
+        logits = _decoder(self.model, tokens, position, attend, logit_rows)
         return logits, *new_rows
 
 
@@ -126,16 +131,18 @@ class BufferCacheStep(nn.Module):
 
 
 def bitnet_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:
-    """``step(tokens, position, key_cache.0, value_cache.0, ...)`` (:class:`AppendCacheStep`) with example inputs
-    for torch.export: T and the filled prefix P are symbolic."""
+    """``step(tokens, position, logit_rows, key_cache.0, value_cache.0, ...)`` (:class:`AppendCacheStep`) with
+    example inputs for torch.export: T, R and the filled prefix P are symbolic."""
     step = AppendCacheStep(model, max_seq_len).eval()
     prefixes = step.empty_prefix(3)
     past = Dim("past", min=0, max=max_seq_len - 1)
-    return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), torch.tensor([3]), *prefixes),
-                     ({1: token_dim(max_seq_len)}, None, tuple({0: past} for _ in prefixes)), step.state_names,
+    return StepGraph(step, (torch.zeros(1, 2, dtype=torch.long), torch.tensor([3]), logit_rows(2), *prefixes),
+                     ({1: token_dim(max_seq_len)}, None, {0: logit_rows_dim(max_seq_len)},
+                      tuple({0: past} for _ in prefixes)), step.state_names,
                      [step.cache_shape for _ in prefixes], True, max_seq_len, model.config.vocab_size,
                      state_kinds=["append"] * len(prefixes),
-                     state_dtypes=[str(step.cache_dtype).removeprefix("torch.")] * len(prefixes))
+                     state_dtypes=[str(step.cache_dtype).removeprefix("torch.")] * len(prefixes),
+                     takes_logit_rows=True)
 
 
 def bitnet_llm_step_graph(model: BitNetForCausalLM, max_seq_len: int) -> StepGraph:

@@ -34,7 +34,7 @@ import torch
 
 from edgebit.bundle.layout import MODEL_CONF, RUNNER
 from edgebit.errors import EdgebitError
-from edgebit.models.step_graph import TOKENS_PER_STEP, StepGraph, step_graph, token_dim
+from edgebit.models.step_graph import TOKENS_PER_STEP, StepGraph, logit_rows_dim, step_graph, token_dim
 from edgebit.runtimes.base import Runtime
 from edgebit.runtimes.executorch import build as executorch_build
 from edgebit.targets import Target
@@ -94,8 +94,11 @@ def program_step_graph(model: torch.nn.Module, max_seq_len: int) -> StepGraph:
         return llm_step_graph(model, max_seq_len)  # bounds its token count itself (and says so in its metadata)
     # ExecuTorch plans memory for the largest call: at most a runner's prefill chunk, not the whole context
     graph = step_graph(model, max_seq_len)
-    _, *states = graph.dynamic_shapes  # the tokens' dimension first, as every family's step graph has it
-    return dataclasses.replace(graph, dynamic_shapes=({1: token_dim(max_seq_len, TOKENS_PER_STEP)}, *states))
+    shapes = list(graph.dynamic_shapes)  # the tokens' dimension first, as every family's step graph has it
+    shapes[0] = {1: token_dim(max_seq_len, TOKENS_PER_STEP)}
+    if graph.takes_logit_rows:
+        shapes[graph.input_names.index("logit_rows")] = {0: logit_rows_dim(max_seq_len, TOKENS_PER_STEP)}
+    return dataclasses.replace(graph, dynamic_shapes=tuple(shapes))
 
 
 def export_program(model: torch.nn.Module, max_seq_len: int) -> tuple[bytes, StepGraph]:

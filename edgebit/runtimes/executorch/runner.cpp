@@ -61,7 +61,8 @@ class Model {
                                std::to_string(static_cast<int>(error)) + ")");
     // model.conf must describe this program: tokens, the position if it takes one, one input per carried state.
     const auto meta = module_.method_meta(kMethod);
-    const size_t expected = 1 + (conf_.takes_position ? 1 : 0) + conf_.state_shapes.size();
+    const size_t expected =
+        1 + (conf_.takes_position ? 1 : 0) + (conf_.takes_logit_rows ? 1 : 0) + conf_.state_shapes.size();
     if (meta.ok() && meta->num_inputs() != expected)
       throw edgebit::InputError(dir + "/model.conf describes " + std::to_string(expected) + " inputs but model.pte takes " +
                                 std::to_string(meta->num_inputs()) + "; export the bundle again");
@@ -73,12 +74,15 @@ class Model {
     for (auto& state : states_) std::fill(state.begin(), state.end(), 0.0f);
   }
 
-  const float* Step(const int64_t* tokens, int64_t count, int64_t position, int64_t* vocab) {
+  const float* Step(const int64_t* tokens, int64_t count, int64_t position, bool last_only, int64_t* vocab) {
     std::vector<int64_t> ids(tokens, tokens + count);
     int64_t start = position;
+    std::vector<int64_t> rows = edgebit::LogitRowsInput(count, last_only);
     std::vector<executorch::extension::TensorPtr> keep;  // inputs stay alive through execute
     keep.push_back(from_blob(ids.data(), {1, static_cast<SizesType>(count)}, ScalarType::Long));
     if (conf_.takes_position) keep.push_back(from_blob(&start, {1}, ScalarType::Long));
+    if (conf_.takes_logit_rows)
+      keep.push_back(from_blob(rows.data(), {static_cast<SizesType>(rows.size())}, ScalarType::Long));
     for (size_t i = 0; i < states_.size(); ++i)
       keep.push_back(from_blob(states_[i].data(), Sizes(conf_.state_shapes[i]), ScalarType::Float));
     std::vector<EValue> inputs(keep.begin(), keep.end());
@@ -88,10 +92,11 @@ class Model {
                                std::to_string(static_cast<int>(result.error())) + ")");
     const auto& outputs = *result;
     if (outputs.size() != 1 + states_.size()) throw std::runtime_error("model.pte returns an unexpected output count");
-    if (!outputs[0].isTensor() || outputs[0].toTensor().dim() != 3) throw std::runtime_error("model.pte: logits are not [1, T, V]");
+    if (!outputs[0].isTensor() || outputs[0].toTensor().dim() != 3) throw std::runtime_error("model.pte: logits are not [1, R, V]");
     const auto& logits = outputs[0].toTensor();
     *vocab = logits.size(logits.dim() - 1);
-    logits_.assign(logits.const_data_ptr<float>(), logits.const_data_ptr<float>() + logits.numel());
+    const float* wanted = edgebit::LastOnly(logits.const_data_ptr<float>(), logits.size(1), count, last_only, *vocab, conf_);
+    logits_.assign(wanted, wanted + (last_only ? 1 : count) * *vocab);  // the program's buffer is reused next step
     for (size_t i = 0; i < states_.size(); ++i) {
       const auto& state = outputs[1 + i].toTensor();
       if (static_cast<size_t>(state.numel()) != states_[i].size())

@@ -37,7 +37,8 @@ class OrtModel {
       input_names_.push_back(session_.GetInputNameAllocated(i, allocator).get());
     for (size_t i = 0; i < session_.GetOutputCount(); ++i)
       output_names_.push_back(session_.GetOutputNameAllocated(i, allocator).get());
-    const size_t states = conf_.state_shapes.size(), leading = conf_.takes_position ? 2 : 1;
+    const size_t states = conf_.state_shapes.size();
+    const size_t leading = 1 + (conf_.takes_position ? 1 : 0) + (conf_.takes_logit_rows ? 1 : 0);
     if (input_names_.size() != leading + states || output_names_.size() != 1 + states)
       throw std::runtime_error("model.onnx has " + std::to_string(input_names_.size()) + " inputs and " +
                                std::to_string(output_names_.size()) + " outputs; model.conf expects " +
@@ -46,12 +47,16 @@ class OrtModel {
     for (auto& name : output_names_) output_ptrs_.push_back(name.c_str());
   }
 
-  const float* Step(const int64_t* tokens, int64_t count, int64_t position, int64_t* vocab) {
+  const float* Step(const int64_t* tokens, int64_t count, int64_t position, bool last_only, int64_t* vocab) {
     const int64_t token_shape[2] = {1, count}, position_shape[1] = {1};
+    std::vector<int64_t> rows = edgebit::LogitRowsInput(count, last_only);
+    const int64_t rows_shape[1] = {static_cast<int64_t>(rows.size())};
     std::vector<Ort::Value> inputs;
     inputs.push_back(Ort::Value::CreateTensor<int64_t>(memory_, const_cast<int64_t*>(tokens), count, token_shape, 2));
     if (conf_.takes_position)
       inputs.push_back(Ort::Value::CreateTensor<int64_t>(memory_, &position, 1, position_shape, 1));
+    if (conf_.takes_logit_rows)
+      inputs.push_back(Ort::Value::CreateTensor<int64_t>(memory_, rows.data(), rows.size(), rows_shape, 1));
     for (size_t i = 0; i < states_.size(); ++i) {
       if (!caches_.Has(i)) {
         inputs.push_back(std::move(states_[i]));
@@ -79,9 +84,9 @@ class OrtModel {
     }
     logits_ = std::move(outputs[0]);
     std::vector<int64_t> shape = logits_.GetTensorTypeAndShapeInfo().GetShape();
-    if (shape.size() != 3 || shape[1] != count) throw std::runtime_error("model.onnx: logits are not [1, T, V]");
+    if (shape.size() != 3) throw std::runtime_error("model.onnx: logits are not [1, R, V]");
     *vocab = shape[2];
-    return logits_.GetTensorData<float>();
+    return edgebit::LastOnly(logits_.GetTensorData<float>(), shape[1], count, last_only, *vocab, conf_);
   }
 
   void ResetState() {  // cache states need none: rows past the position are never read

@@ -343,18 +343,22 @@ def instruction_counts(library: Path, target: Target) -> dict[str, int]:
 
 
 def load_for_host(library: Path, weights: Path, takes_position: bool):
-    """Load a host-built library in-process (tests, benchmarks): returns ``step(ids, position, *states)``."""
+    """Load a host-built library in-process (tests, benchmarks): returns ``step(ids, position, *states,
+    last_only=False)``, which returns every token's logits or (``last_only``) the last token's."""
     import tvm
     from tvm import relax
+
+    from edgebit.models.step_graph import logit_rows
 
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
     loaded = tvm.runtime.load_param_dict_from_file(str(weights))
     weights = [loaded[name] for name in sorted(loaded.keys())]
 
-    def step(ids: np.ndarray, position: int, *states):
+    def step(ids: np.ndarray, position: int, *states, last_only: bool = False):
         inputs = [tvm.runtime.tensor(ids)]
         if takes_position:
             inputs.append(tvm.runtime.tensor(np.array([position], dtype=np.int64)))
+        inputs.append(tvm.runtime.tensor(logit_rows(ids.shape[1], last_only).numpy()))
         return tuple(vm["main"](*inputs, *states, *weights))
 
     return step

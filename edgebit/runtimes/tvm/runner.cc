@@ -1,7 +1,7 @@
 // edgebit-runner for the TVM runtime: runs runtimes/tvm/ of a bundle without Python (commands: runner_driver.h).
 //
 // The directory holds model.so (a Relax VM executable whose "main" is the model's step
-// (tokens [1,T], [position [1],] states..., weights...) -> (logits [1,T,V], states...)), weights.params (TVM's
+// (tokens [1,T], [position [1],] [logit_rows [R],] states..., weights...) -> (logits [1,R,V], states...)), weights.params (TVM's
 // parameter format; names sort into argument order) and model.conf. "cache" states (runner_driver.h; float32 or
 // float16) go in as tensors over the filled rows of the runner's buffers and come back as the new rows.
 
@@ -58,11 +58,14 @@ class TvmModel {
     for (auto& kv : sorted) weights_.push_back(kv.second);
   }
 
-  const float* Step(const int64_t* tokens, int64_t count, int64_t position, int64_t* vocab) {
+  const float* Step(const int64_t* tokens, int64_t count, int64_t position, bool last_only, int64_t* vocab) {
     ffi::Tensor ids = NewTensor({1, count}, kInt64);
     std::memcpy(ids.data_ptr(), tokens, count * sizeof(int64_t));
     ffi::Tensor pos = NewTensor({1}, kInt64);
     *static_cast<int64_t*>(pos.data_ptr()) = position;
+    const std::vector<int64_t> row_indices = edgebit::LogitRowsInput(count, last_only);
+    ffi::Tensor rows = NewTensor({static_cast<int64_t>(row_indices.size())}, kInt64);
+    std::memcpy(rows.data_ptr(), row_indices.data(), row_indices.size() * sizeof(int64_t));
     std::vector<ffi::Tensor> prefixes;  // cache states: views of the filled rows
     for (size_t i = 0; i < states_.size(); ++i) {
       if (!caches_.Has(i)) continue;
@@ -74,6 +77,7 @@ class TvmModel {
     }
     std::vector<ffi::AnyView> args{ids};
     if (conf_.takes_position) args.push_back(pos);
+    if (conf_.takes_logit_rows) args.push_back(rows);
     for (size_t i = 0, c = 0; i < states_.size(); ++i) args.push_back(caches_.Has(i) ? prefixes[c++] : states_[i]);
     for (auto& w : weights_) args.push_back(w);
     ffi::Any result;
@@ -88,9 +92,10 @@ class TvmModel {
         states_[i] = out;
     }
     logits_ = outputs[0];
-    if (logits_.ndim() != 3 || logits_.shape()[1] != count) throw std::runtime_error("model.so: logits are not [1, T, V]");
+    if (logits_.ndim() != 3) throw std::runtime_error("model.so: logits are not [1, R, V]");
     *vocab = logits_.shape()[2];
-    return static_cast<const float*>(logits_.data_ptr());
+    return edgebit::LastOnly(static_cast<const float*>(logits_.data_ptr()), logits_.shape()[1], count, last_only,
+                             *vocab, conf_);
   }
 
   void ResetState() {  // cache states need none: rows past the position are never read
