@@ -55,7 +55,8 @@ def worker(work: Path, depth: int, repeats: int, tokens: int = 1) -> dict:
     rng = np.random.default_rng(0)
     caches = [tvm.runtime.tensor(rng.standard_normal((depth, *shape[1:])).astype(info["cache_dtype"]))
               for shape in info["state_shapes"]]
-    inputs = [tvm.runtime.tensor(np.ones((1, tokens), np.int64)), tvm.runtime.tensor(np.array([depth], np.int64))]
+    inputs = [tvm.runtime.tensor(np.ones((1, tokens), np.int64)), tvm.runtime.tensor(np.array([depth], np.int64)),
+              tvm.runtime.tensor(np.array([tokens - 1], np.int64))]  # logit_rows: the last token's, as generate
 
     def step():
         vm["main"](*inputs, *caches, *weights)

@@ -154,6 +154,13 @@ constexpr int64_t kBlockTokens = 4;
 #if defined(EDGEBIT_AVX512VNNI)
 namespace avx512vnni {
 constexpr int64_t kBlockRows = 4;  // 16 accumulators + 4 rows + 4 decoded planes of 32 zmm registers
+
+// Keeps a loaded vector in a register. Left alone, GCC folds the load into every vpdpbusd that reads the vector, as
+// a memory operand: each activation was loaded four times (once per row) and each packed row once per plane, and
+// the loads, not the vpdpbusd, set the pace (~45 % of the vpdpbusd peak measured on one Zen 4 core; with the loads
+// kept in registers ~75 %: 2560 x 6912 x 128 tokens 27 -> 15 ms).
+inline void KeepInRegister(__m512i& v) { __asm__("" : "+v"(v)); }
+
 inline void DotCodesBlock(const uint8_t* w, int64_t kq, const int8_t* q, int64_t padded, int64_t* b, int32_t* acc) {
   const __m512i mask = _mm512_set1_epi8(3);
   __m512i sums[kBlockRows][kBlockTokens];
@@ -161,12 +168,16 @@ inline void DotCodesBlock(const uint8_t* w, int64_t kq, const int8_t* q, int64_t
     for (auto& sum : row) sum = _mm512_setzero_si512();
   for (; *b + 64 <= kq; *b += 64) {
     __m512i packed[kBlockRows];
-    for (int64_t r = 0; r < kBlockRows; ++r) packed[r] = _mm512_loadu_si512(w + r * kq + *b);
+    for (int64_t r = 0; r < kBlockRows; ++r) {
+      packed[r] = _mm512_loadu_si512(w + r * kq + *b);
+      KeepInRegister(packed[r]);
+    }
     for (int j = 0; j < 4; ++j) {
       __m512i codes[kBlockRows];
       for (int64_t r = 0; r < kBlockRows; ++r) codes[r] = _mm512_and_si512(_mm512_srli_epi16(packed[r], 2 * j), mask);
       for (int64_t t = 0; t < kBlockTokens; ++t) {
-        const __m512i a = _mm512_loadu_si512(q + t * padded + j * kq + *b);
+        __m512i a = _mm512_loadu_si512(q + t * padded + j * kq + *b);
+        KeepInRegister(a);
         for (int64_t r = 0; r < kBlockRows; ++r) sums[r][t] = _mm512_dpbusd_epi32(sums[r][t], codes[r], a);
       }
     }
