@@ -69,12 +69,17 @@ def worker(work: Path, depth: int, repeats: int, tokens: int = 1) -> dict:
     total = statistics.median(samples[1:])
     started = {}
     spent = collections.defaultdict(float)
+    by_symbol = collections.defaultdict(float)
+    calls = collections.Counter()
 
     def instrument(func, symbol, before, result, *args):
         if before:
             started[symbol] = time.perf_counter()
         else:
-            spent[group_of(symbol)] += time.perf_counter() - started[symbol]
+            seconds = time.perf_counter() - started[symbol]
+            spent[group_of(symbol)] += seconds
+            by_symbol[symbol] += seconds
+            calls[symbol] += 1
         return 0
 
     vm.set_instrument(instrument)
@@ -85,7 +90,8 @@ def worker(work: Path, depth: int, repeats: int, tokens: int = 1) -> dict:
         per_repeat.append(dict(spent))
     kernels = {name: statistics.median(r.get(name, 0.0) for r in per_repeat)
                for name in {n for r in per_repeat for n in r} if name is not None}
-    return {"step_s": total, "kernels_s": kernels}
+    symbols = {name: {"s": seconds / repeats, "calls": calls[name] // repeats} for name, seconds in by_symbol.items()}
+    return {"step_s": total, "kernels_s": kernels, "symbols": symbols}
 
 
 def main() -> int:
@@ -98,6 +104,7 @@ def main() -> int:
     parser.add_argument("--head", default="int8", choices=["int8", "q4", "fp32"], help="export --head")
     parser.add_argument("--kv-cache", default="fp16", choices=["fp16", "fp32"], help="export --kv-cache")
     parser.add_argument("--tokens", type=int, default=1, help="tokens per step: 1 is decode, more a prefill chunk")
+    parser.add_argument("--symbols", type=int, default=0, help="also list the N costliest kernels, each on its own")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -156,6 +163,9 @@ def main() -> int:
             print(f"  {name:<46}{seconds * 1e3:>8.2f}{seconds / row['step_s']:>8.0%}"
                   f"{(f'{size / 1e6:.0f}' if size else ''):>9}{rate}")
         print(f"  {'runtime between kernels (VM calls, allocation)':<46}{between * 1e3:>8.2f}{between / row['step_s']:>8.0%}")
+        costliest = sorted(row["symbols"].items(), key=lambda item: -item[1]["s"])[:args.symbols]
+        for symbol, measured in costliest:
+            print(f"    {symbol[:60]:<60}{measured['s'] * 1e3:>8.2f} ms in {measured['calls']} calls")
     return 0
 
 

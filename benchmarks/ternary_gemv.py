@@ -130,14 +130,17 @@ def model_worker(library_dir: Path, threads: int, prompt: int, decode_steps: int
     rows = conf["state_shapes"][0][1:]  # the KV caches the runner keeps: [max_seq_len, kv_heads, head_dim] each
     caches = [np.zeros((conf["max_seq_len"], *rows), conf["cache_dtype"]) for _ in conf["state_shapes"]]
 
+    # At a depth the cache is taken as filled up to it (a step costs the same whatever the rows hold): the prompt is
+    # prefilled after `depth` cached tokens (llama-bench's -d), then decoded from there. The prefixes are made outside
+    # the timing, as the device runner's views of its buffers cost nothing.
+    prefixes = [tvm.runtime.tensor(c[:depth]) for c in caches]
+
     def prefill():
-        return step(ids, 0, *(tvm.runtime.tensor(c[:0]) for c in caches), last_only=True)  # as generate prefills
+        return step(ids, depth, *prefixes, last_only=True)  # as generate prefills: the last token's logits
 
     prefill_s = median_seconds(prefill, 3, warmup=1)
     token = np.array([[1]], dtype=np.int64)
-    # At a depth the cache is taken as filled up to it (a step costs the same whatever the rows hold). The prefixes
-    # are made once per position, outside the timing, as the device runner's views of its buffers cost nothing.
-    start_position = max(prompt, depth)
+    start_position = depth + prompt
     samples = []
     for i in range(decode_steps):
         prefixes = [tvm.runtime.tensor(c[:start_position + i]) for c in caches]
