@@ -227,8 +227,11 @@ def _to_relax(module: torch.nn.Module, example: tuple, target: Target, extern: E
 def _compile(relax_module, target: Target):
     import tvm
 
+    from edgebit.runtimes.tvm.pipeline import build_pipeline
+
     with _quiet_native_stderr():
-        return tvm.compile(relax_module, target=tvm.target.Target(target.tvm_target_json()))
+        return tvm.compile(relax_module, target=tvm.target.Target(target.tvm_target_json()),
+                           relax_pipeline=build_pipeline())
 
 
 def _export(executable, target: Target, extern: ExternKernels, library: Path) -> None:
