@@ -5,9 +5,10 @@ key_cache.0, value_cache.0, ...) -> (logits [1, R, V], new cache rows...)``, Bi-
 logit_rows [R], conv_state.0, ssm_state.0, ...) -> (logits, states...)``: one state tensor per layer and kind, each an
 input and the matching output. ``logit_rows`` picks the tokens whose logits the step computes (:func:`logit_rows`):
 all T to score a prompt, only the last one to prefill before generating, which skips R - 1 of the output head's
-products (the head is a [V, hidden] matrix: at a 128K vocabulary a fifth of a prompt token's work). A state is either replaced by its output (Bi-Mamba) or, as BitNet's KV caches, *appended to*: the runner owns
-a buffer of ``max_seq_len`` rows, passes its filled rows and writes the returned new rows after them
-(``StepGraph.state_kinds``; :class:`StepStates` does it on the host). T (and the filled length) are symbolic, so one
+products (the head is a [V, hidden] matrix: at a 128K vocabulary a fifth of a prompt token's work). A state is
+either replaced by its output (Bi-Mamba) or, as BitNet's KV caches, *appended to*: the runner owns a buffer of
+``max_seq_len`` rows, passes its filled rows and writes the returned new rows after them (``StepGraph.state_kinds``;
+:class:`StepStates` does it on the host). T, R (and the filled length) are symbolic, so one
 graph serves prefill and decode. ``model.conf`` tells a device runner (any runtime) how to drive it.
 
 A family may also offer a step in the convention of ExecuTorch's LLM runner (``Family.llm_step_graph``): the state

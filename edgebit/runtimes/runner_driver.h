@@ -18,13 +18,13 @@
 //                --eos ID (stop when it is picked; not written) --stream (each token id on stdout as it comes)
 //       Sampling follows edgebit/sampling.py step by step, so a seed picks the same tokens as on the host.
 //
-// model.conf: "inputs tokens [position] [logit_rows]", "max_seq_len N", "vocab_size V" and one line per recurrent state, in
-// argument order: "state D0 D1 ..." (the step returns the whole next state, which replaces it) or "cache S D1 ..."
-// (a buffer of S = max_seq_len rows the runner owns: the step takes its filled prefix [P, D1, ...], a view, and
-// returns the T new rows, which the runner writes at row P; see AppendCaches). A step that takes "logit_rows" (int64
-// [R], after the position) returns the logits of those R tokens only: generate asks for the last token's alone. A state's dimensions may be led by its
-// element type, "float16" or "float32" (the default): "cache float16 S D1 ...". Timings and the runner's peak resident
-// memory go to stdout as one JSON line.
+// model.conf: "inputs tokens [position] [logit_rows]", "max_seq_len N", "vocab_size V" and one line per recurrent
+// state, in argument order: "state D0 D1 ..." (the step returns the whole next state, which replaces it) or
+// "cache S D1 ..." (a buffer of S = max_seq_len rows the runner owns: the step takes its filled prefix [P, D1, ...], a
+// view, and returns the T new rows, which the runner writes at row P; see AppendCaches). A state's dimensions may be
+// led by its element type, "float16" or "float32" (the default): "cache float16 S D1 ...". A step that takes
+// "logit_rows" (int64 [R], after the position) returns the logits of those R tokens only: generate asks for the last
+// token's alone. Timings and the runner's peak resident memory go to stdout as one JSON line.
 //
 // Everything the runner is given is checked before the model is loaded: the .npy header against the file's size,
 // its dtype and rank, token ids against the vocabulary, lengths against max_seq_len, N >= 1, each model.conf line.

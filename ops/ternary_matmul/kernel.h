@@ -146,7 +146,8 @@ inline void DotCodesRows(const uint8_t* w, int64_t kq, const int8_t* q, int64_t*
     for (int64_t r = 0; r < kGemvRows; ++r) {
       __m512i packed = _mm512_loadu_si512(w + r * kq + *b);
       KeepInRegister(packed);
-      for (int j = 0; j < 4; ++j) sums[r][j] = _mm512_dpbusd_epi32(sums[r][j], _mm512_and_si512(packed, masks[j]), a[j]);
+      for (int j = 0; j < 4; ++j)
+        sums[r][j] = _mm512_dpbusd_epi32(sums[r][j], _mm512_and_si512(packed, masks[j]), a[j]);
     }
   }
   for (int64_t r = 0; r < kGemvRows; ++r)

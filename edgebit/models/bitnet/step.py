@@ -39,9 +39,10 @@ def _repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 def _decoder(model: BitNetForCausalLM, tokens: torch.Tensor, position: torch.Tensor, attend,
              logit_rows: torch.Tensor | None = None):
-    """Logits of ``tokens`` starting at ``position`` (of the tokens ``logit_rows`` indexes, when given). ``attend(layer, positions, q, k, v)`` gets the layer's rotated
-    queries [1, H, T, D] and new keys and values [1, Hkv, T, D] (float32), stores the latter in its cache (in the
-    layer's ``cache_dtype``, which is what attention then reads) and returns the attention output [1, T, H * D]."""
+    """Logits of ``tokens`` starting at ``position`` (of the tokens ``logit_rows`` indexes, when given).
+    ``attend(layer, positions, q, k, v)`` gets the layer's rotated queries [1, H, T, D] and new keys and values
+    [1, Hkv, T, D] (float32), stores the latter in its cache (in the layer's ``cache_dtype``, which is what attention
+    then reads) and returns the attention output [1, T, H * D]."""
     t = tokens.shape[1]
     positions = position + torch.arange(t)
     cos, sin = model.rotary(positions)

@@ -92,10 +92,12 @@ class Model {
                                std::to_string(static_cast<int>(result.error())) + ")");
     const auto& outputs = *result;
     if (outputs.size() != 1 + states_.size()) throw std::runtime_error("model.pte returns an unexpected output count");
-    if (!outputs[0].isTensor() || outputs[0].toTensor().dim() != 3) throw std::runtime_error("model.pte: logits are not [1, R, V]");
+    if (!outputs[0].isTensor() || outputs[0].toTensor().dim() != 3)
+      throw std::runtime_error("model.pte: logits are not [1, R, V]");
     const auto& logits = outputs[0].toTensor();
     *vocab = logits.size(logits.dim() - 1);
-    const float* wanted = edgebit::LastOnly(logits.const_data_ptr<float>(), logits.size(1), count, last_only, *vocab, conf_);
+    const float* wanted =
+        edgebit::LastOnly(logits.const_data_ptr<float>(), logits.size(1), count, last_only, *vocab, conf_);
     logits_.assign(wanted, wanted + (last_only ? 1 : count) * *vocab);  // the program's buffer is reused next step
     for (size_t i = 0; i < states_.size(); ++i) {
       const auto& state = outputs[1 + i].toTensor();
