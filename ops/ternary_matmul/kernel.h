@@ -128,7 +128,8 @@ namespace avx512vnni {
 inline void KeepInRegister(__m512i& v) { __asm__("" : "+v"(v)); }
 
 constexpr int64_t kGemvRows = 4;
-inline void DotCodesRows(const uint8_t* w, int64_t kq, const int8_t* q, int64_t* b, int32_t* acc) {
+__attribute__((always_inline)) inline void DotCodesRows(const uint8_t* w, int64_t kq, const int8_t* q, int64_t* b,
+                                                     int32_t* acc) {
   const __m512i masks[4] = {_mm512_set1_epi8(0x03), _mm512_set1_epi8(0x0c), _mm512_set1_epi8(0x30),
                             _mm512_set1_epi8(static_cast<char>(0xc0))};
   __m512i sums[kGemvRows][4];
@@ -136,20 +137,23 @@ inline void DotCodesRows(const uint8_t* w, int64_t kq, const int8_t* q, int64_t*
     for (auto& sum : row) sum = _mm512_setzero_si512();
   // in address order, at least a block and 8 KiB ahead (nearer, the hints land on lines already on their way)
   const char* ahead = reinterpret_cast<const char*>(w + std::max<int64_t>(kGemvRows * kq, 8192));
-  for (; *b + 64 <= kq; *b += 64, ahead += 64 * kGemvRows) {
+  int64_t i = *b;  // compiled out of line and counting through the pointer, GCC kept 7 of the 16 sums on the stack
+                   // (a load and a store of each every step); inlined, with a local counter, all stay in registers
+  for (; i + 64 <= kq; i += 64, ahead += 64 * kGemvRows) {
     for (int64_t r = 0; r < kGemvRows; ++r) _mm_prefetch(ahead + 64 * r, _MM_HINT_T0);
     __m512i a[4];
     for (int j = 0; j < 4; ++j) {
-      a[j] = _mm512_loadu_si512(q + j * kq + *b);
+      a[j] = _mm512_loadu_si512(q + j * kq + i);
       KeepInRegister(a[j]);
     }
     for (int64_t r = 0; r < kGemvRows; ++r) {
-      __m512i packed = _mm512_loadu_si512(w + r * kq + *b);
+      __m512i packed = _mm512_loadu_si512(w + r * kq + i);
       KeepInRegister(packed);
       for (int j = 0; j < 4; ++j)
         sums[r][j] = _mm512_dpbusd_epi32(sums[r][j], _mm512_and_si512(packed, masks[j]), a[j]);
     }
   }
+  *b = i;
   for (int64_t r = 0; r < kGemvRows; ++r)
     acc[r] = _mm512_reduce_add_epi32(sums[r][0]) + (_mm512_reduce_add_epi32(sums[r][1]) >> 2) +
              (_mm512_reduce_add_epi32(sums[r][2]) >> 4) + (_mm512_reduce_add_epi32(sums[r][3]) >> 6);
