@@ -15,6 +15,7 @@ import edgebit
 from edgebit.training.corpus import split_documents
 from edgebit.generate import load_tokenizer
 from edgebit.models import summarize
+from edgebit.validate.agreement import compare_logits
 from edgebit.training.bitnet import encode_documents, perplexity
 
 DEMO = Path(edgebit.__file__).parent / "demo" / "bimamba-demo"
@@ -98,4 +99,10 @@ def test_prefill_equals_recurrent_steps(model):
         cache = model.new_cache(1)
         steps = torch.cat([model(ids[:, t:t + 1], cache) for t in range(ids.shape[1])], dim=1)
     assert ids.shape[1] >= 16
-    assert (steps - full).abs().max().item() < 1e-4
+    # binary_linear quantizes its activations to int8: the chunked scan (prefill) and the recurrence (steps) sum in
+    # other orders, and one activation rounding the other way moves later logits by ~1e-2 (seen on Zen 4 from the
+    # 13th token; 1e-5 before it). Exact until then would be a host lottery, so: the validation bound and the same
+    # greedy token everywhere (a state carried wrongly moves logits by whole units).
+    result = compare_logits(steps.numpy(), full.numpy())
+    assert result.passed, result.describe()
+    assert torch.equal(steps.argmax(-1), full.argmax(-1))
