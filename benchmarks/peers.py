@@ -277,13 +277,39 @@ class Row:
     prefill: float | None  # None: not measured (ik_llama.cpp at a depth)
     decode: float
     bytes_per_token: float
+    bandwidth: float = 0.0  # GB/s of a streaming read at these threads, measured just before and after this engine ran
+
+    def decode_GB_per_s(self) -> float:
+        return self.bytes_per_token * self.decode / 1e9
 
     def result(self) -> dict:
         """The entry of ``--json``'s "results" list."""
         return {"engine": self.engine, "threads": self.threads, "depth": self.depth,
                 "decode_tokens_per_s": round(self.decode, 3),
                 "prefill_tokens_per_s": None if self.prefill is None else round(self.prefill, 3),
-                "head": self.head, "weights": self.weights, "bytes_per_token": int(self.bytes_per_token)}
+                "head": self.head, "weights": self.weights, "bytes_per_token": int(self.bytes_per_token),
+                "decode_GB_per_s": round(self.decode_GB_per_s(), 2),
+                "read_bandwidth_GB_per_s": round(self.bandwidth, 2),
+                "bandwidth_share": round(self.decode_GB_per_s() / self.bandwidth, 3) if self.bandwidth else None}
+
+
+class BandwidthSamples:
+    """Read bandwidth sampled around each engine's runs. A shared host's bandwidth drifts by minutes (one core read
+    19-28 GB/s, two 29-50, within an hour on the same Zen 4 host), so an engine's share is taken against the samples
+    nearest its own runs, not one figure from the start of a 15-minute benchmark."""
+
+    def __init__(self, threads: list[int]):
+        self.threads = threads
+        self.samples: dict[int, list[float]] = {t: [] for t in threads}
+
+    def around(self, run):
+        """Calls run() between two samples at every thread count; returns its result and {threads: mean GB/s}."""
+        before = {t: read_bandwidth(t) for t in self.threads}
+        result = run()
+        after = {t: read_bandwidth(t) for t in self.threads}
+        for t in self.threads:
+            self.samples[t] += [before[t], after[t]]
+        return result, {t: (before[t] + after[t]) / 2 for t in self.threads}
 
 
 def main() -> int:
@@ -313,44 +339,47 @@ def main() -> int:
     del model
     rows: list[Row] = []
     load = os.getloadavg()[0]
-    bandwidth = {t: read_bandwidth(t) for t in args.threads}
+    bandwidth = BandwidthSamples(args.threads)
     if "edgebit" in args.engines:
-        for result in model_table(args.layers, args.prompt, args.gen, args.head, tuple(args.depth),
-                                  tuple(args.threads), args.kv_cache):
+        results, near = bandwidth.around(lambda: model_table(args.layers, args.prompt, args.gen, args.head,
+                                                             tuple(args.depth), tuple(args.threads), args.kv_cache))
+        for result in results:
             rows.append(Row("edgebit", f"planar 2-bit + {args.head} head, {args.kv_cache} KV (TVM)", args.head,
-                            result["threads"],
-                            result["depth"], result["prefill_tokens_per_s"], result["decode_tokens_per_s"],
-                            result["bytes_per_token"]))
+                            result["threads"], result["depth"], result["prefill_tokens_per_s"],
+                            result["decode_tokens_per_s"], result["bytes_per_token"], near[result["threads"]]))
     bits = {"llama.cpp": ("TQ2_0 + F16 head", 2.0625), "ik_llama.cpp": ("IQ2_BN + F16 head", 2.0)}
     for engine in peers:
-        for depth in args.depth:
-            for threads in args.threads:
-                measured = llama_bench(engine, files[engine], threads, args.prompt, args.gen, depth)
-                weights, bits_per_weight = bits[engine]
-                rows.append(Row(engine, weights, "fp16", threads, depth, measured["prefill_tokens_per_s"],
-                                measured["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2))
+        weights, bits_per_weight = bits[engine]
+        runs = [(depth, threads) for depth in args.depth for threads in args.threads]
+        measured, near = bandwidth.around(lambda: [llama_bench(engine, files[engine], threads, args.prompt, args.gen,
+                                                               depth) for depth, threads in runs])
+        for (depth, threads), m in zip(runs, measured):
+            rows.append(Row(engine, weights, "fp16", threads, depth, m["prefill_tokens_per_s"],
+                            m["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2,
+                            near[threads]))
     fastest = {(t, d): {kind: max([getattr(r, kind) for r in rows if (r.threads, r.depth) == (t, d)
                                    and r.engine in peers and getattr(r, kind) is not None] or [0])
                         for kind in ("prefill", "decode")}
                for t in args.threads for d in args.depth}
     if args.json:
         print(json.dumps({"shape": {**BITNET_2B, "num_hidden_layers": args.layers}, "prompt": args.prompt,
-                          "gen": args.gen, "load_average": load, "read_bandwidth_GB_per_s": bandwidth,
+                          "gen": args.gen, "load_average": load, "load_average_after": os.getloadavg()[0],
+                          "read_bandwidth_samples_GB_per_s": bandwidth.samples,
                           "results": [r.result() for r in rows]}, indent=2))
         return 0
     print(f"BitNet b1.58 2B-4T shape ({args.layers} layers, random ternary weights), prompt {args.prompt}, "
-          f"{args.gen} generated; load average {load:.1f}; read bandwidth "
-          + ", ".join(f"{bandwidth[t]:.1f} GB/s @{t}T" for t in args.threads))
+          f"{args.gen} generated; load average {load:.1f}; read bandwidth sampled around each engine "
+          + ", ".join(f"{min(v):.1f}-{max(v):.1f} GB/s @{t}T" for t, v in bandwidth.samples.items()))
     print(f"{'engine':<14}{'weights':<34}{'thr':>4}{'depth':>6}{'prefill t/s':>12}{'vs peer':>8}{'decode t/s':>11}"
           f"{'vs peer':>8}{'GB/token':>9}{'GB/s':>7}{'of bw':>7}")
     for r in rows:
-        speed = r.bytes_per_token * r.decode / 1e9
+        speed = r.decode_GB_per_s()
         best = fastest[(r.threads, r.depth)]
         ratio = lambda kind: f"{getattr(r, kind) / best[kind]:.2f}x" if best[kind] and getattr(r, kind) else "-"
         prefill = "-" if r.prefill is None else f"{r.prefill:.1f}"
         print(f"{r.engine:<14}{r.weights:<34}{r.threads:>4}{r.depth:>6}{prefill:>12}{ratio('prefill'):>8}"
               f"{r.decode:>11.1f}{ratio('decode'):>8}{r.bytes_per_token / 1e9:>9.2f}{speed:>7.1f}"
-              f"{speed / bandwidth[r.threads]:>7.0%}")
+              f"{speed / r.bandwidth:>7.0%}")
     return 0
 
 
