@@ -81,9 +81,10 @@ def reference(x, w_signs, alpha, beta, in_features):
 
 
 def cases() -> dict:
-    """{name: schema arguments}: K not a multiple of 8, padded rows (Kq > ceil(K/8)), row blocks, leading dims."""
+    """{name: schema arguments}: K not a multiple of 8, padded rows (Kq > ceil(K/8)), row blocks, leading dims, and
+    rows of whole 64-byte vector steps plus a tail (Kq 140)."""
     result = {}
-    for k, kq, n in ((53, 7, 29), (75, 10, 9), (300, 40, 130)):
+    for k, kq, n in ((53, 7, 29), (75, 10, 9), (300, 40, 130), (1100, 140, 21)):
         rng = np.random.default_rng(k)
         signs = rng.choice([-1, 1], (n, k))
         alpha = rng.uniform(0.01, 0.2, (1, k)).astype(np.float32)

@@ -120,12 +120,6 @@ inline int32_t DotCodes(const uint8_t* w, const int8_t* q, int64_t kq) {
 // host, 2B-4T shapes) against 13-15 for the one-row loop. Integer sums: the same results as DotCodes.
 #if defined(EDGEBIT_AVX512VNNI)
 namespace avx512vnni {
-// Keeps a loaded vector in a register. Left alone, GCC folds the load into every instruction that reads the vector,
-// as a memory operand: each activation was loaded four times (once per row) and each packed row once per plane, and
-// the loads, not the vpdpbusd, set the pace. Measured on one Zen 4 core: the prefill block went from ~45 % to ~75 %
-// of the vpdpbusd peak (2560 x 6912 x 128 tokens 27 -> 15 ms), the decode rows from 12 to 17-22 GB/s from memory
-// (a 30-layer 2B-4T model's projections in turn, 496 MB).
-inline void KeepInRegister(__m512i& v) { __asm__("" : "+v"(v)); }
 
 constexpr int64_t kGemvRows = 4;
 __attribute__((always_inline)) inline void DotCodesRows(const uint8_t* w, int64_t kq, const int8_t* q, int64_t* b,
