@@ -335,6 +335,14 @@ def main() -> int:
     c = model.config
     ternary_weights = sum(layer.in_features * layer.out_features for layer in model.ternary_layers().values())
     head = c.vocab_size * c.hidden_size
+    # A decode step also reads the KV cache up to its position: at depth 2048, ~170 MB a token in f16 (every engine
+    # here keeps f16 keys and values), a fifth of the weights' bytes. Counted at the middle of the generated tokens.
+    kv_per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
+    kv_element = {"fp16": 2, "fp32": 4}[args.kv_cache]
+
+    def kv_bytes(depth: int, element: int) -> float:
+        return kv_per_position * element * (depth + args.prompt + args.gen / 2)
+
     files = peer_models(model, args.layers, peers)
     del model
     rows: list[Row] = []
@@ -346,7 +354,8 @@ def main() -> int:
         for result in results:
             rows.append(Row("edgebit", f"planar 2-bit + {args.head} head, {args.kv_cache} KV (TVM)", args.head,
                             result["threads"], result["depth"], result["prefill_tokens_per_s"],
-                            result["decode_tokens_per_s"], result["bytes_per_token"], near[result["threads"]]))
+                            result["decode_tokens_per_s"],
+                            result["bytes_per_token"] + kv_bytes(result["depth"], kv_element), near[result["threads"]]))
     bits = {"llama.cpp": ("TQ2_0 + F16 head", 2.0625), "ik_llama.cpp": ("IQ2_BN + F16 head", 2.0)}
     for engine in peers:
         weights, bits_per_weight = bits[engine]
@@ -355,7 +364,7 @@ def main() -> int:
                                                                depth) for depth, threads in runs])
         for (depth, threads), m in zip(runs, measured):
             rows.append(Row(engine, weights, "fp16", threads, depth, m["prefill_tokens_per_s"],
-                            m["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2,
+                            m["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2 + kv_bytes(depth, 2),
                             near[threads]))
     fastest = {(t, d): {kind: max([getattr(r, kind) for r in rows if (r.threads, r.depth) == (t, d)
                                    and r.engine in peers and getattr(r, kind) is not None] or [0])
