@@ -3,7 +3,11 @@ weights, prefill and decode tokens/s at 1 and 2 threads, bytes read per token an
 measured in the same run. Opt-in (`make bench-peers`), never in CI: the peers build from source on first use.
 
     .venv/bin/python benchmarks/peers.py [--layers 30] [--prompt 128] [--gen 32] [--threads 1 2] [--depth 0]
-                                         [--engines edgebit llama.cpp ik_llama.cpp] [--json]
+                                         [--engines edgebit llama.cpp ik_llama.cpp] [--rounds 3] [--json]
+
+Every engine runs once per round at every thread count and depth, the rounds interleaved, and each single run sits
+between two samples of the read bandwidth at its thread count: the tables give each engine's medians over the rounds,
+and its bandwidth share is the median of each round's decode GB/s over the bandwidth sampled around that run.
 
 Peers (cached under $EDGEBIT_CACHE/peers, keyed by source hash and this CPU's flags):
   * llama.cpp from the `llama-cpp-python` sdist on PyPI (its vendored tree): `llama-bench`, CPU only, -march=native;
@@ -18,10 +22,12 @@ The recorded bitnet.cpp figures of ../shared/NOTES.md stay a note until bitnet.c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -33,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ternary_gemv import BITNET_2B, model_table, random_ternary_model  # noqa: E402
+from ternary_gemv import BITNET_2B, compiled_model, random_ternary_model  # noqa: E402
 
 from edgebit.export import HEAD_PRECISIONS  # noqa: E402
 
@@ -207,13 +213,15 @@ def peer_models(model, layers: int, peers: list[str]) -> dict[str, Path]:
 
 
 # ---- measuring ----
-def llama_bench(engine: str, gguf_path: Path, threads: int, prompt: int, gen: int, depth: int) -> dict:
-    """llama-bench's mean tok/s over 3 repetitions. At a depth, llama.cpp fills the cache first (``-d``) for both
-    tests; ik_llama.cpp's llama-bench has no ``-d`` but times generation after a prompt of ``depth`` tokens
-    (``-gp depth,gen``), so its prefill at a depth is not measured (None)."""
+def llama_bench(engine: str, gguf_path: Path, threads: int, prompt: int, gen: int, depth: int,
+                repetitions: int = 1) -> dict:
+    """llama-bench's mean tok/s over ``repetitions``, after its own warm-up run (peers.py repeats in rounds). At a
+    depth, llama.cpp fills the cache first (``-d``) for both tests; ik_llama.cpp's llama-bench has no ``-d`` but times
+    generation after a prompt of ``depth`` tokens (``-gp depth,gen``), so its prefill at a depth is not measured
+    (None)."""
     bench = build_peer(engine) / "llama-bench"
-    args = [str(bench), "-m", str(gguf_path), "-t", str(threads), "-p", str(prompt), "-n", str(gen), "-r", "3",
-            "-o", "json"]
+    args = [str(bench), "-m", str(gguf_path), "-t", str(threads), "-p", str(prompt), "-n", str(gen),
+            "-r", str(repetitions), "-o", "json"]
     if depth and engine == "ik_llama.cpp":
         args += ["-gp", f"{depth},{gen}"]
     elif depth:
@@ -268,19 +276,45 @@ def read_bandwidth(threads: int) -> float:
 
 
 @dataclass
+class Round:
+    """One measurement of one engine at one thread count and depth, with the read bandwidth sampled just before and
+    just after it (their mean)."""
+    prefill: float | None  # None: not measured (ik_llama.cpp at a depth)
+    decode: float
+    bandwidth: float
+
+
+@dataclass
 class Row:
+    """An engine at one thread count and depth: the medians of its rounds."""
     engine: str
     weights: str
     head: str
     threads: int
     depth: int
-    prefill: float | None  # None: not measured (ik_llama.cpp at a depth)
-    decode: float
     bytes_per_token: float
-    bandwidth: float = 0.0  # GB/s of a streaming read at these threads, measured just before and after this engine ran
+    rounds: list[Round]
+
+    @property
+    def prefill(self) -> float | None:
+        values = [r.prefill for r in self.rounds if r.prefill is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def decode(self) -> float:
+        return statistics.median(r.decode for r in self.rounds)
+
+    @property
+    def bandwidth(self) -> float:
+        return statistics.median(r.bandwidth for r in self.rounds)
 
     def decode_GB_per_s(self) -> float:
         return self.bytes_per_token * self.decode / 1e9
+
+    def bandwidth_share(self) -> float:
+        """The median over rounds of decode GB/s over the bandwidth sampled around that round: each round's decode is
+        set against the bandwidth the host gave in the same minute, not a sample taken minutes before or after."""
+        return statistics.median(self.bytes_per_token * r.decode / 1e9 / r.bandwidth for r in self.rounds)
 
     def result(self) -> dict:
         """The entry of ``--json``'s "results" list."""
@@ -290,26 +324,27 @@ class Row:
                 "head": self.head, "weights": self.weights, "bytes_per_token": int(self.bytes_per_token),
                 "decode_GB_per_s": round(self.decode_GB_per_s(), 2),
                 "read_bandwidth_GB_per_s": round(self.bandwidth, 2),
-                "bandwidth_share": round(self.decode_GB_per_s() / self.bandwidth, 3) if self.bandwidth else None}
+                "bandwidth_share": round(self.bandwidth_share(), 3),
+                "rounds": [{"decode_tokens_per_s": round(r.decode, 3),
+                            "prefill_tokens_per_s": None if r.prefill is None else round(r.prefill, 3),
+                            "read_bandwidth_GB_per_s": round(r.bandwidth, 2)} for r in self.rounds]}
 
 
 class BandwidthSamples:
-    """Read bandwidth sampled around each engine's runs. A shared host's bandwidth drifts by minutes (one core read
-    19-28 GB/s, two 29-50, within an hour on the same Zen 4 host), so an engine's share is taken against the samples
-    nearest its own runs, not one figure from the start of a 15-minute benchmark."""
+    """Read bandwidth sampled around every single measurement. A shared host's bandwidth drifts by minutes (one core
+    read 19-28 GB/s, two 27-50, within an hour on the same Zen 4 host): a sample taken around a whole engine's runs,
+    minutes from the decode it is set against, moved the 2-thread share by 10-15 points from run to run."""
 
     def __init__(self, threads: list[int]):
-        self.threads = threads
         self.samples: dict[int, list[float]] = {t: [] for t in threads}
 
-    def around(self, run):
-        """Calls run() between two samples at every thread count; returns its result and {threads: mean GB/s}."""
-        before = {t: read_bandwidth(t) for t in self.threads}
+    def around(self, threads: int, run):
+        """Calls run() between two samples at ``threads``; returns its result and the samples' mean GB/s."""
+        before = read_bandwidth(threads)
         result = run()
-        after = {t: read_bandwidth(t) for t in self.threads}
-        for t in self.threads:
-            self.samples[t] += [before[t], after[t]]
-        return result, {t: (before[t] + after[t]) / 2 for t in self.threads}
+        after = read_bandwidth(threads)
+        self.samples[threads] += [before, after]
+        return result, (before + after) / 2
 
 
 def main() -> int:
@@ -325,6 +360,8 @@ def main() -> int:
                         help="edgebit's KV cache (export --kv-cache; both peers keep theirs in f16 by default)")
     parser.add_argument("--engines", nargs="+", default=["edgebit", "llama.cpp", "ik_llama.cpp"],
                         choices=["edgebit", "llama.cpp", "ik_llama.cpp"])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times each engine runs at each thread count and depth, interleaved; medians are reported")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cache_root().mkdir(parents=True, exist_ok=True)
@@ -345,39 +382,54 @@ def main() -> int:
 
     files = peer_models(model, args.layers, peers)
     del model
-    rows: list[Row] = []
     load = os.getloadavg()[0]
     bandwidth = BandwidthSamples(args.threads)
-    if "edgebit" in args.engines:
-        results, near = bandwidth.around(lambda: model_table(args.layers, args.prompt, args.gen, args.head,
-                                                             tuple(args.depth), tuple(args.threads), args.kv_cache))
-        for result in results:
-            rows.append(Row("edgebit", f"planar 2-bit + {args.head} head, {args.kv_cache} KV (TVM)", args.head,
-                            result["threads"], result["depth"], result["prefill_tokens_per_s"],
-                            result["decode_tokens_per_s"],
-                            result["bytes_per_token"] + kv_bytes(result["depth"], kv_element), near[result["threads"]]))
     bits = {"llama.cpp": ("TQ2_0 + F16 head", 2.0625), "ik_llama.cpp": ("IQ2_BN + F16 head", 2.0)}
-    for engine in peers:
-        weights, bits_per_weight = bits[engine]
-        runs = [(depth, threads) for depth in args.depth for threads in args.threads]
-        measured, near = bandwidth.around(lambda: [llama_bench(engine, files[engine], threads, args.prompt, args.gen,
-                                                               depth) for depth, threads in runs])
-        for (depth, threads), m in zip(runs, measured):
-            rows.append(Row(engine, weights, "fp16", threads, depth, m["prefill_tokens_per_s"],
-                            m["decode_tokens_per_s"], ternary_weights * bits_per_weight / 8 + head * 2 + kv_bytes(depth, 2),
-                            near[threads]))
+    configs = [(depth, threads) for depth in args.depth for threads in args.threads]
+    rows: dict[tuple[str, int, int], Row] = {}
+    for engine in args.engines:
+        for depth, threads in configs:
+            if engine == "edgebit":
+                rows[engine, depth, threads] = Row(
+                    engine, f"planar 2-bit + {args.head} head, {args.kv_cache} KV (TVM)", args.head, threads, depth,
+                    0.0, [])
+            else:
+                weights, bits_per_weight = bits[engine]
+                rows[engine, depth, threads] = Row(
+                    engine, weights, "fp16", threads, depth,
+                    ternary_weights * bits_per_weight / 8 + head * 2 + kv_bytes(depth, 2), [])
+    with contextlib.ExitStack() as stack:
+        edgebit = (stack.enter_context(compiled_model(args.layers, max(args.depth) + args.prompt + args.gen + 8,
+                                                      args.head, args.kv_cache))
+                   if "edgebit" in args.engines else None)
+        # Rounds: every engine at every thread count and depth once per round, so each engine meets the host's
+        # bandwidth drift alike; each single run between two bandwidth samples.
+        for round_index in range(args.rounds):
+            log(f"round {round_index + 1} of {args.rounds}")
+            for engine in args.engines:
+                for depth, threads in configs:
+                    row = rows[engine, depth, threads]
+                    if engine == "edgebit":
+                        measured, near = bandwidth.around(
+                            threads, lambda: edgebit.time(threads, args.prompt, args.gen, depth))
+                        row.bytes_per_token = measured["bytes_per_token"] + kv_bytes(depth, kv_element)
+                    else:
+                        measured, near = bandwidth.around(
+                            threads, lambda: llama_bench(engine, files[engine], threads, args.prompt, args.gen, depth))
+                    row.rounds.append(Round(measured["prefill_tokens_per_s"], measured["decode_tokens_per_s"], near))
+    rows = list(rows.values())
     fastest = {(t, d): {kind: max([getattr(r, kind) for r in rows if (r.threads, r.depth) == (t, d)
                                    and r.engine in peers and getattr(r, kind) is not None] or [0])
                         for kind in ("prefill", "decode")}
                for t in args.threads for d in args.depth}
     if args.json:
         print(json.dumps({"shape": {**BITNET_2B, "num_hidden_layers": args.layers}, "prompt": args.prompt,
-                          "gen": args.gen, "load_average": load, "load_average_after": os.getloadavg()[0],
+                          "gen": args.gen, "load_average": load, "load_average_after": os.getloadavg()[0], "rounds": args.rounds,
                           "read_bandwidth_samples_GB_per_s": bandwidth.samples,
                           "results": [r.result() for r in rows]}, indent=2))
         return 0
     print(f"BitNet b1.58 2B-4T shape ({args.layers} layers, random ternary weights), prompt {args.prompt}, "
-          f"{args.gen} generated; load average {load:.1f}; read bandwidth sampled around each engine "
+          f"{args.gen} generated; load average {load:.1f}; read bandwidth sampled around each run "
           + ", ".join(f"{min(v):.1f}-{max(v):.1f} GB/s @{t}T" for t, v in bandwidth.samples.items()))
     print(f"{'engine':<14}{'weights':<34}{'thr':>4}{'depth':>6}{'prefill t/s':>12}{'vs peer':>8}{'decode t/s':>11}"
           f"{'vs peer':>8}{'GB/token':>9}{'GB/s':>7}{'of bw':>7}")
@@ -388,7 +440,7 @@ def main() -> int:
         prefill = "-" if r.prefill is None else f"{r.prefill:.1f}"
         print(f"{r.engine:<14}{r.weights:<34}{r.threads:>4}{r.depth:>6}{prefill:>12}{ratio('prefill'):>8}"
               f"{r.decode:>11.1f}{ratio('decode'):>8}{r.bytes_per_token / 1e9:>9.2f}{speed:>7.1f}"
-              f"{speed / r.bandwidth:>7.0%}")
+              f"{r.bandwidth_share():>7.0%}")
     return 0
 
 

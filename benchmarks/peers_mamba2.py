@@ -210,7 +210,7 @@ def main() -> int:
     del model
     for weight_type, path in files.items():
         for threads in args.threads:
-            measured = llama_bench("llama.cpp", path, threads, args.prompt, args.gen, 0)
+            measured = llama_bench("llama.cpp", path, threads, args.prompt, args.gen, 0, repetitions=3)
             # a step reads every tensor of the file (the norms and SSM parameters are a small part of it)
             rows.append({"engine": "llama.cpp", "weights": f"{weight_type} + Q8_0 head", "threads": threads,
                          "bytes_per_token": os.path.getsize(path), **measured})

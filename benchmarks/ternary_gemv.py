@@ -18,6 +18,7 @@ Timings are medians of repeated runs (the machine is shared and noisy); compare 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from timing import median_seconds
@@ -170,8 +172,31 @@ def head_bytes(model) -> int:
         [table.w_codes, table.w_scale] if hasattr(table, "w_codes") else [table.weight]))
 
 
-def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8", depths: tuple[int, ...] = (0,),
-                threads_list: tuple[int, ...] = (1, 2), kv_cache: str = "fp16") -> list[dict]:
+@dataclass
+class CompiledModel:
+    """A 2B-4T-shaped model compiled for this host in a scratch directory; ``time`` runs a worker on it."""
+    work: Path
+    layers: int
+    head: str
+    kv_cache: str
+    mcpu: str
+    compile_seconds: float
+
+    def time(self, threads: int, prompt: int, decode_steps: int, depth: int = 0) -> dict:
+        """Prefill and decode tokens/s at ``threads`` in a fresh process (TVM sizes its thread pool once)."""
+        env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        out = subprocess.run([sys.executable, __file__, "--worker", str(self.work), "--threads", str(threads),
+                              "--prompt", str(prompt), "--decode-steps", str(decode_steps), "--depth", str(depth)],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        row.update(layers=self.layers, mcpu=self.mcpu, compile_seconds=self.compile_seconds, head=self.head,
+                   kv_cache=self.kv_cache)
+        return row
+
+
+@contextlib.contextmanager
+def compiled_model(layers: int, max_seq_len: int, head: str = "int8", kv_cache: str = "fp16"):
+    """Compiles the random-weight 2B-4T shape through edgebit's TVM path; the directory goes when the block ends."""
     from edgebit.models.head import set_head_precision
     from edgebit.models.kv_cache import set_kv_cache_precision
     from edgebit.runtimes.tvm.backend import compile_model
@@ -179,35 +204,29 @@ def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8",
     from edgebit.models import summarize
 
     mcpu, features = host_tvm_cpu()
-    target = native_host_target()
     model = random_ternary_model(layers)
     info = summarize(model)
     set_head_precision(model, head)
     set_kv_cache_precision(model, kv_cache)
     # What one decode step reads: every packed ternary weight and the output head (tied embedding) at its precision.
     bytes_per_token = info["packed_bytes"]["ternary"] + head_bytes(model)
-    results = []
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
-        compiled = compile_model(model, target, max_seq_len=max(depths) + prompt + decode_steps + 8,
-                                 out_dir=Path(work))
+        compiled = compile_model(model, native_host_target(), max_seq_len=max_seq_len, out_dir=Path(work))
         compile_s = time.perf_counter() - start
         del model
         (Path(work) / "info.json").write_text(json.dumps({"state_shapes": compiled.graph.state_shapes,
                                                            "max_seq_len": compiled.graph.max_seq_len,
                                                            "cache_dtype": compiled.graph.dtype(0),
                                                            "bytes_per_token": bytes_per_token}))
-        for depth in depths:
-            for threads in threads_list:
-                env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-                out = subprocess.run([sys.executable, __file__, "--worker", work, "--threads", str(threads),
-                                      "--prompt", str(prompt), "--decode-steps", str(decode_steps),
-                                      "--depth", str(depth)],
-                                     capture_output=True, text=True, env=env, check=True).stdout
-                results.append(json.loads(out.strip().splitlines()[-1]))
-    for row in results:
-        row.update(layers=layers, mcpu=mcpu, compile_seconds=compile_s, head=head, kv_cache=kv_cache)
-    return results
+        yield CompiledModel(Path(work), layers, head, kv_cache, mcpu, compile_s)
+
+
+def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8", depths: tuple[int, ...] = (0,),
+                threads_list: tuple[int, ...] = (1, 2), kv_cache: str = "fp16") -> list[dict]:
+    """Prefill and decode of the compiled 2B-4T shape at every depth and thread count, one worker each."""
+    with compiled_model(layers, max(depths) + prompt + decode_steps + 8, head, kv_cache) as model:
+        return [model.time(threads, prompt, decode_steps, depth) for depth in depths for threads in threads_list]
 
 
 def main() -> None:
