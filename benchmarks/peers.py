@@ -386,37 +386,36 @@ def main() -> int:
     bandwidth = BandwidthSamples(args.threads)
     bits = {"llama.cpp": ("TQ2_0 + F16 head", 2.0625), "ik_llama.cpp": ("IQ2_BN + F16 head", 2.0)}
     configs = [(depth, threads) for depth in args.depth for threads in args.threads]
-    rows: dict[tuple[str, int, int], Row] = {}
-    for engine in args.engines:
-        for depth, threads in configs:
-            if engine == "edgebit":
-                rows[engine, depth, threads] = Row(
-                    engine, f"planar 2-bit + {args.head} head, {args.kv_cache} KV (TVM)", args.head, threads, depth,
-                    0.0, [])
-            else:
-                weights, bits_per_weight = bits[engine]
-                rows[engine, depth, threads] = Row(
-                    engine, weights, "fp16", threads, depth,
-                    ternary_weights * bits_per_weight / 8 + head * 2 + kv_bytes(depth, 2), [])
     with contextlib.ExitStack() as stack:
         edgebit = (stack.enter_context(compiled_model(args.layers, max(args.depth) + args.prompt + args.gen + 8,
                                                       args.head, args.kv_cache))
                    if "edgebit" in args.engines else None)
+        rows: dict[tuple[str, int, int], Row] = {}
+        for engine in args.engines:
+            for depth, threads in configs:
+                if engine == "edgebit":
+                    rows[engine, depth, threads] = Row(
+                        engine, f"planar 2-bit + {args.head} head, {args.kv_cache} KV (TVM)", args.head, threads,
+                        depth, edgebit.bytes_per_token + kv_bytes(depth, kv_element), [])
+                else:
+                    weights, bits_per_weight = bits[engine]
+                    rows[engine, depth, threads] = Row(
+                        engine, weights, "fp16", threads, depth,
+                        ternary_weights * bits_per_weight / 8 + head * 2 + kv_bytes(depth, 2), [])
         # Rounds: every engine at every thread count and depth once per round, so each engine meets the host's
         # bandwidth drift alike; each single run between two bandwidth samples.
         for round_index in range(args.rounds):
             log(f"round {round_index + 1} of {args.rounds}")
             for engine in args.engines:
                 for depth, threads in configs:
-                    row = rows[engine, depth, threads]
                     if engine == "edgebit":
                         measured, near = bandwidth.around(
                             threads, lambda: edgebit.time(threads, args.prompt, args.gen, depth))
-                        row.bytes_per_token = measured["bytes_per_token"] + kv_bytes(depth, kv_element)
                     else:
                         measured, near = bandwidth.around(
                             threads, lambda: llama_bench(engine, files[engine], threads, args.prompt, args.gen, depth))
-                    row.rounds.append(Round(measured["prefill_tokens_per_s"], measured["decode_tokens_per_s"], near))
+                    rows[engine, depth, threads].rounds.append(
+                        Round(measured["prefill_tokens_per_s"], measured["decode_tokens_per_s"], near))
     rows = list(rows.values())
     fastest = {(t, d): {kind: max([getattr(r, kind) for r in rows if (r.threads, r.depth) == (t, d)
                                    and r.engine in peers and getattr(r, kind) is not None] or [0])
@@ -424,7 +423,8 @@ def main() -> int:
                for t in args.threads for d in args.depth}
     if args.json:
         print(json.dumps({"shape": {**BITNET_2B, "num_hidden_layers": args.layers}, "prompt": args.prompt,
-                          "gen": args.gen, "load_average": load, "load_average_after": os.getloadavg()[0], "rounds": args.rounds,
+                          "gen": args.gen, "rounds": args.rounds, "load_average": load,
+                          "load_average_after": os.getloadavg()[0],
                           "read_bandwidth_samples_GB_per_s": bandwidth.samples,
                           "results": [r.result() for r in rows]}, indent=2))
         return 0

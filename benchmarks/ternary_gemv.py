@@ -181,6 +181,7 @@ class CompiledModel:
     kv_cache: str
     mcpu: str
     compile_seconds: float
+    bytes_per_token: int  # packed ternary weights and the head at its precision (not the KV cache)
 
     def time(self, threads: int, prompt: int, decode_steps: int, depth: int = 0) -> dict:
         """Prefill and decode tokens/s at ``threads`` in a fresh process (TVM sizes its thread pool once)."""
@@ -219,7 +220,7 @@ def compiled_model(layers: int, max_seq_len: int, head: str = "int8", kv_cache: 
                                                            "max_seq_len": compiled.graph.max_seq_len,
                                                            "cache_dtype": compiled.graph.dtype(0),
                                                            "bytes_per_token": bytes_per_token}))
-        yield CompiledModel(Path(work), layers, head, kv_cache, mcpu, compile_s)
+        yield CompiledModel(Path(work), layers, head, kv_cache, mcpu, compile_s, bytes_per_token)
 
 
 def model_table(layers: int, prompt: int, decode_steps: int, head: str = "int8", depths: tuple[int, ...] = (0,),
