@@ -2,12 +2,14 @@
 // runner-owned KV cache, read in place: the filled prefix [P, Hkv, D] and the new rows [T, Hkv, D] are two tensors
 // and no concatenation is made.
 //
-// One task per (token, chunk of slots): the chunk's rows are read into the core's cache front to back, then the query
-// heads of each KV head go through them together (each key and value row widened once for all of them, partial sums
-// in registers), and the chunks' partial softmaxes are merged per head. Dot products and the weighted sums of values
-// are vectorized for every target (AVX2 / AVX-512, NEON).
+// One task per (token, chunk of slots): the chunk's rows are read into the core's cache front to back (or were asked
+// for while the task before it was computed: Lookahead), then the query heads of each KV head go through them
+// together (each key and value row widened once for all of them, partial sums in registers), and the chunks' partial
+// softmaxes are merged per head. Dot products and the weighted sums of values are vectorized for every target (AVX2 /
+// AVX-512, NEON).
 #pragma once
 
+#include <limits>
 #include <type_traits>
 
 #include "common/kernel_common.h"
@@ -109,6 +111,20 @@ inline Float8 Exp8(Float8 x) {
   return underflow ? Float8{} : e * scale;
 }
 
+// The largest of row[0:n], n >= 1, eight lanes at a time (std::max_element compares one float at a time).
+inline float Max(const float* row, int64_t n) {
+  Float8 top = Float8{} - INFINITY;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const Float8 v = Load8(row + i);
+    top = v > top ? v : top;
+  }
+  float best = std::max(std::max(std::max(top[0], top[1]), std::max(top[2], top[3])),
+                        std::max(std::max(top[4], top[5]), std::max(top[6], top[7])));
+  for (; i < n; ++i) best = std::max(best, row[i]);
+  return best;
+}
+
 // row[0:n] = e^(row - top); returns their sum.
 inline float ExpShifted(float* row, int64_t n, float top) {
   Float8 total = {};
@@ -151,6 +167,38 @@ inline int64_t SlotsPerChunk(int64_t kv_heads, int64_t dim, int64_t element_byte
   return std::min<int64_t>(256, std::max<int64_t>(32, (256 * 1024 / slot_bytes) / 8 * 8));
 }
 
+// The next chunk's key and value rows (two contiguous regions of the cache), asked for a few lines at a time while
+// this chunk is computed, so that memory and arithmetic overlap: without it a chunk is read (BringIntoCache) and
+// then computed, one after the other. The lines go to L2 (__builtin_prefetch's locality 2: prefetcht1 on x86-64,
+// PLDL2KEEP on arm64), and the next task reads them there in its passes instead of sweeping them in first. Decode at
+// depth 2048, 30 layers of the 2B-4T shape's float16 caches from memory (157 MB), Zen 4: 1 thread 18.5-20.0 ->
+// 14.9-16.5 ms, 2 threads 11.6-14.5 -> 10.1-12.5 ms, the same outputs (with the vectorized Max below).
+class Lookahead {
+ public:
+  static constexpr int64_t kLine = 64;
+
+  Lookahead() = default;
+  template <class Element>
+  Lookahead(const Problem<Element>& p, int64_t begin, int64_t n) {
+    const int64_t row_bytes = p.kv_heads * p.dim * static_cast<int64_t>(sizeof(Element));
+    n = std::min(begin + n, p.prefix) - begin;  // the prefix's rows only: new rows are few and hot
+    if (n <= 0) return;
+    for (int r = 0; r < 2; ++r) {
+      at_[r] = reinterpret_cast<const char*>(r == 0 ? p.prefix_k : p.prefix_v) + begin * row_bytes;
+      end_[r] = at_[r] + n * row_bytes;
+    }
+  }
+
+  void Ask(int64_t lines) {
+    for (int r = 0; r < 2 && lines > 0; ++r)
+      for (; at_[r] < end_[r] && lines > 0; at_[r] += kLine, --lines) __builtin_prefetch(at_[r], 0, 2);
+  }
+
+ private:
+  const char* at_[2] = {nullptr, nullptr};
+  const char* end_[2] = {nullptr, nullptr};
+};
+
 // One chunk's share of a token: for each query head, max score, sum of exp(score - max) and the sum of
 // exp(score - max) * value.
 struct Partials {
@@ -176,13 +224,14 @@ inline Float8 LaneSums(const Float8 (&v)[8]) {
 // eight independent accumulators (what two FMA pipes with 4-cycle latency keep busy).
 template <int NH, class Element>
 void ScoreHeads(const Problem<Element>& p, int64_t t, int64_t h0, int64_t g, int64_t begin, int64_t n,
-                float scale, float* scores) {
+                float scale, float* scores, Lookahead& ahead) {
   constexpr int S = 8 / NH;
   const float* q[NH];
   for (int i = 0; i < NH; ++i) q[i] = p.q + ((h0 + i) * p.tokens + t) * p.dim;
   const int64_t vector_dim = p.dim / 8 * 8;
   int64_t s = 0;
   for (; s + S <= n; s += S) {
+    ahead.Ask(4 * S);
     const Element* k[S];
     for (int j = 0; j < S; ++j) k[j] = SlotRows(p.prefix_k, p.new_k, p, begin + s + j) + g * p.dim;
     Float8 acc[8] = {};
@@ -213,7 +262,7 @@ void ScoreHeads(const Problem<Element>& p, int64_t t, int64_t h0, int64_t g, int
 // column for the NH heads and no partial sum goes through memory.
 template <int NH, class Element>
 void WeighValues(const Problem<Element>& p, int64_t h0, int64_t g, int64_t begin, int64_t n, const float* scores,
-                 float* acc) {
+                 float* acc, Lookahead& ahead) {
   constexpr int W = 8 / NH;
   int64_t d = 0;
   auto columns = [&](auto width) {
@@ -221,6 +270,7 @@ void WeighValues(const Problem<Element>& p, int64_t h0, int64_t g, int64_t begin
     for (; d + 8 * kW <= p.dim; d += 8 * kW) {
       Float8 sum[NH][kW] = {};
       for (int64_t s = 0; s < n; ++s) {
+        ahead.Ask(1);
         const Element* v = SlotRows(p.prefix_v, p.new_v, p, begin + s) + g * p.dim + d;
         Float8 value[kW];
         for (int w = 0; w < kW; ++w) value[w] = Load8(v + 8 * w);
@@ -289,6 +339,8 @@ void Run(const Problem<Element>& p, Parallel&& parallel) {
   parallel(tasks, 1, [&](RowRange range) {
     std::vector<float> scores(static_cast<size_t>(p.heads * chunk));
     int32_t touched = 0;
+    Lookahead ahead;               // the rows of the range's next task, asked for while this task is computed
+    int64_t looked_ahead_at = -1;  // that task
     for (int64_t task = range.begin; task < range.end; ++task) {
       const int64_t t = task / chunks, c = task % chunks;
       const int64_t begin = c * chunk, end = std::min(begin + chunk, visible(t)), n = end - begin;
@@ -301,19 +353,25 @@ void Run(const Problem<Element>& p, Parallel&& parallel) {
         std::fill_n(sum, p.heads, 0.0f);
         continue;
       }
-      touched += BringIntoCache(p, begin, n);
+      if (looked_ahead_at == task)
+        ahead.Ask(std::numeric_limits<int64_t>::max());  // what the previous task's passes did not ask for yet
+      else
+        touched += BringIntoCache(p, begin, n);
+      const bool next_is_next_chunk = task + 1 < range.end && (task + 1) / chunks == t;
+      ahead = next_is_next_chunk ? Lookahead(p, end, std::min(end + chunk, visible(t)) - end) : Lookahead();
+      looked_ahead_at = next_is_next_chunk ? task + 1 : -1;
       for (int64_t g = 0; g < p.kv_heads; ++g)
         ForHeadBlocks(group, g, [&](auto heads, int64_t h0) {
-          ScoreHeads<decltype(heads)::value>(p, t, h0, g, begin, n, scale, scores.data());
+          ScoreHeads<decltype(heads)::value>(p, t, h0, g, begin, n, scale, scores.data(), ahead);
         });
       for (int64_t h = 0; h < p.heads; ++h) {
         float* row = scores.data() + h * n;
-        top[h] = *std::max_element(row, row + n);
+        top[h] = Max(row, n);
         sum[h] = ExpShifted(row, n, top[h]);
       }
       for (int64_t g = 0; g < p.kv_heads; ++g)
         ForHeadBlocks(group, g, [&](auto heads, int64_t h0) {
-          WeighValues<decltype(heads)::value>(p, h0, g, begin, n, scores.data(), acc);
+          WeighValues<decltype(heads)::value>(p, h0, g, begin, n, scores.data(), acc, ahead);
         });
     }
     __asm__ volatile("" : : "r"(touched));  // keeps BringIntoCache's reads

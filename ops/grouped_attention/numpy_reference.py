@@ -41,6 +41,7 @@ def cases() -> dict[str, tuple]:
             "float16-h8-kv2-d40-p300-t2": case(8, 2, 40, 300, 2, np.float16),
             "float16-prefill-h4-kv1-d16-t5": case(4, 1, 16, 0, 5, np.float16),
             "float16-h20-kv5-d128-p260-t1": case(20, 5, 128, 260, 1, np.float16),
+            "float16-h20-kv5-d128-p2100-t1": case(20, 5, 128, 2100, 1, np.float16),
             "h12-kv2-d24-p150-t3": case(12, 2, 24, 150, 3), "h6-kv2-d20-p9-t2": case(6, 2, 20, 9, 2)}
 
 
