@@ -242,6 +242,9 @@ void ScoreHeads(const Problem<Element>& p, int64_t t, int64_t h0, int64_t g, int
   const int64_t vector_dim = p.dim / 8 * 8;
   int64_t s = 0;
   for (; s + S <= n; s += S) {
+    // a slot's key and value rows are 2 * Hkv * D * sizeof(Element) bytes (40 lines for 2B-4T in float16); the score
+    // passes ask for 4 lines a slot and KV head, the value passes 1 a slot, KV head and column block: together
+    // about the next chunk, spread over this one's passes (Run asks for whatever is left before using it)
     ahead.Ask(4 * S);
     const Element* k[S];
     for (int j = 0; j < S; ++j) k[j] = SlotRows(p.prefix_k, p.new_k, p, begin + s + j) + g * p.dim;
@@ -270,8 +273,8 @@ void ScoreHeads(const Problem<Element>& p, int64_t t, int64_t h0, int64_t g, int
 }
 
 // acc[h * D + d] = sum_s scores[h * n + s] * V[begin + s, g, d] for the heads [h0, h0 + NH): columns of W vectors
-// (kAccumulators / NH) stay in registers across all n slots, so each value row is widened once per
-// column for the NH heads and no partial sum goes through memory.
+// (kAccumulators / NH) stay in registers across all n slots, so each value row is widened once per column for the
+// NH heads and no partial sum goes through memory.
 template <int NH, class Element>
 void WeighValues(const Problem<Element>& p, int64_t h0, int64_t g, int64_t begin, int64_t n, const float* scores,
                  float* acc, Lookahead& ahead) {
@@ -309,7 +312,8 @@ void WeighValues(const Problem<Element>& p, int64_t h0, int64_t g, int64_t begin
 // Reads the chunk's key and value rows front to back once before the passes over them, so the passes find them in
 // the core's cache: the passes go KV head by KV head, which reads each slot's rows in Hkv strided pieces that the
 // hardware prefetchers do not follow from memory, while one contiguous sweep they do (a decode step at depth 2048
-// took 1.4x as long without it; software prefetches ahead of the passes did not help). Returns a value that
+// took 1.4x as long without it; software prefetches of the chunk's own rows ahead of its passes did not help, those
+// of the next chunk do: Lookahead). Returns a value that
 // depends on every line read, so the reads are not optimized away.
 template <class Element>
 int32_t BringIntoCache(const Problem<Element>& p, int64_t begin, int64_t n) {

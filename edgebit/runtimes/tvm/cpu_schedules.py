@@ -22,24 +22,11 @@ import logging
 logger = logging.getLogger(__name__)
 
 
-def _vectorize_innermost(sch, block, lanes: int) -> None:
-    """Split the block's innermost loop into vectors of ``lanes`` (a symbolic extent gets a guarded tail)."""
-    from tvm.s_tir.dlight.base import get_extent
-
-    inner = sch.get_loops(block)[-1]
-    extent = get_extent(sch, inner)
-    if isinstance(extent, int) and extent <= lanes:
-        if extent >= 2:
-            sch.vectorize(inner)
-        return
-    _, vector = sch.split(inner, factors=[None, lanes])
-    sch.vectorize(vector)
-
-
 def injective_rule():
     """A dlight rule: an elementwise kernel (every block spatial) as one parallel loop over vectorized rows."""
     from tvm import s_tir, tirx
     from tvm.s_tir.dlight.analysis import normalize_prim_func
+    from tvm.s_tir.dlight.cpu import Reduction
     from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
     from tvm.target.codegen import llvm_get_vector_width
 
@@ -63,7 +50,9 @@ def injective_rule():
             sch.parallel(sch.fuse(*loops[:-1]))
             write = sch.get(last).writes
             bits = write[0].source.dtype.bits if write else 32
-            _vectorize_innermost(sch, last, max((llvm_get_vector_width(target) or 128) // bits, 2))
+            vector_bits = llvm_get_vector_width(target)
+            lanes = max((vector_bits if vector_bits > 0 else 128) // bits, 2)  # as dlight's Reduction sizes them
+            Reduction._vectorize_inner(sch, last, lanes)  # the split dlight's Reduction vectorizes its rows with
             return sch
 
     return Injective()
@@ -76,10 +65,6 @@ def guarded(rule):
 
     class Guarded(CPUScheduleRule):
         def apply(self, func, target, tunable):
-            if "riscv" in str(target.attrs.get("mtriple", "")):
-                # TVM 0.27 lowers a vector loop with a symbolic tail for RVV into a call LLVM rejects
-                # (llvm.get.active.lane.mask given i64 bounds, declared for i32): riscv64 keeps TVM's lowering
-                return None
             try:
                 return rule.apply(func, target, tunable)
             except Exception as error:  # noqa: BLE001 -- any TVM error: this kernel stays unscheduled
@@ -90,7 +75,19 @@ def guarded(rule):
 
 
 def schedule_plain_kernels():
-    """The pass: the rules applied to every kernel not yet scheduled (edgebit's own are marked scheduled)."""
+    """The pass: the rules applied to every kernel not yet scheduled (edgebit's own are marked scheduled), for the
+    target ``tvm.compile`` builds for. riscv64 keeps TVM's lowering: for a vector loop with a symbolic tail on RVV,
+    TVM 0.27 emits an llvm.get.active.lane.mask call with i64 bounds where LLVM declares i32, and LLVM rejects it."""
+    import tvm
     from tvm.s_tir import dlight
 
-    return dlight.ApplyDefaultSchedule(guarded(dlight.cpu.Reduction()), guarded(injective_rule()))
+    apply_rules = dlight.ApplyDefaultSchedule(guarded(dlight.cpu.Reduction()), guarded(injective_rule()))
+
+    @tvm.transform.module_pass(opt_level=0, name="edgebit.SchedulePlainKernels")
+    def schedule(mod, _ctx):
+        target = tvm.target.Target.current(allow_none=True)
+        if target is not None and "riscv" in str(target.attrs.get("mtriple", "")):
+            return mod
+        return apply_rules(mod)
+
+    return schedule
